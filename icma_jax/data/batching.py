@@ -1,0 +1,123 @@
+"""Fixed-shape padded batches, length buckets and the deterministic, resumable host iterator.
+
+Dimension letters: B batch rows, L tokens. Sequences are left-padded (ICMA pads on the left; the model
+derives positions from the mask) to the smallest bucket that holds them, so the train step compiles once
+per bucket. Each epoch is a seeded shuffle: `epoch_plan(epoch)` depends only on (seed, epoch, lengths),
+and the iterator position `(epoch, index)` is all a checkpoint needs to resume it exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from icma_jax.data.prompts import IGNORE, Encoded
+
+
+class Batch(NamedTuple):
+    """A padded batch; `labels_BxL` is aligned with `tokens_BxL` (the step shifts), -100 = no loss."""
+
+    tokens_BxL: np.ndarray  # int32
+    mask_BxL: np.ndarray  # int32 attention mask, 0 on the left padding
+    labels_BxL: np.ndarray  # int32
+
+
+def bucket_for(length: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket >= `length`."""
+    for b in buckets:
+        if length <= b:
+            return b
+    raise ValueError(f"sequence of {length} tokens is longer than the largest bucket {buckets[-1]}")
+
+
+def pad_batch(seqs: Sequence[Encoded], length: int, batch_size: int, pad_id: int) -> Batch:
+    """Left-pads `seqs` to `length`; rows past `len(seqs)` are all padding (mask 0, no loss)."""
+    if len(seqs) > batch_size:
+        raise ValueError(f"{len(seqs)} sequences do not fit a batch of {batch_size}")
+    tokens_BxL = np.full((batch_size, length), pad_id, np.int32)
+    mask_BxL = np.zeros((batch_size, length), np.int32)
+    labels_BxL = np.full((batch_size, length), IGNORE, np.int32)
+    for i, s in enumerate(seqs):
+        n = len(s.ids)
+        if n > length:
+            raise ValueError(f"sequence of {n} tokens does not fit length {length}")
+        tokens_BxL[i, length - n:] = s.ids
+        mask_BxL[i, length - n:] = 1
+        labels_BxL[i, length - n:] = s.labels
+    return Batch(tokens_BxL, mask_BxL, labels_BxL)
+
+
+def pad_prompts(prompts: Sequence[np.ndarray], length: int, batch_size: int, pad_id: int) -> Batch:
+    """Left-padded inference prompts (labels all -100)."""
+    return pad_batch([Encoded(p, np.full(len(p), IGNORE, np.int32), 0) for p in prompts], length,
+                     batch_size, pad_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """Where the iterator stands: the next batch is number `index` of epoch `epoch`."""
+
+    epoch: int = 0
+    index: int = 0
+
+
+class BatchIterator:
+    """Deterministic host iterator over bucketed batches; `position` / `restore` make it resumable."""
+
+    def __init__(self, seqs: Sequence[Encoded], *, batch_size: int, buckets: Sequence[int], pad_id: int,
+                 seed: int, shuffle: bool = True):
+        if not seqs:
+            raise ValueError("no training sequences to batch")
+        self.seqs = list(seqs)
+        self.batch_size, self.buckets, self.pad_id = batch_size, tuple(buckets), pad_id
+        self.seed, self.shuffle = seed, shuffle
+        self.bucket_of = np.asarray([bucket_for(len(s.ids), self.buckets) for s in self.seqs])
+        self.position = Position()
+        self._plan: tuple[int, list[tuple[int, np.ndarray]]] | None = None
+
+    def epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+        """[(bucket length, row indices)] for `epoch`: rows shuffled, grouped by bucket, batches shuffled."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.seqs)) if self.shuffle else np.arange(len(self.seqs))
+        plan = []
+        for b in self.buckets:
+            rows = order[self.bucket_of[order] == b]
+            plan += [(b, rows[i:i + self.batch_size]) for i in range(0, len(rows), self.batch_size)]
+        if self.shuffle:
+            plan = [plan[i] for i in rng.permutation(len(plan))]
+        return plan
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches in every epoch (a partial batch per bucket is padded, never dropped)."""
+        return len(self.epoch_plan(0))
+
+    def bucket_counts(self) -> dict[int, int]:
+        """Sequences per bucket length."""
+        return {b: int((self.bucket_of == b).sum()) for b in self.buckets if (self.bucket_of == b).any()}
+
+    def state(self) -> dict[str, int]:
+        """JSON-able position, saved with the checkpoint."""
+        return dataclasses.asdict(self.position)
+
+    def restore(self, state: dict[str, int]) -> None:
+        """Continues from a saved `state()`."""
+        self.position = Position(int(state["epoch"]), int(state["index"]))
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    def __next__(self) -> Batch:
+        epoch, index = self.position.epoch, self.position.index
+        if self._plan is None or self._plan[0] != epoch:
+            self._plan = (epoch, self.epoch_plan(epoch))
+        plan = self._plan[1]
+        if index >= len(plan):
+            self.position = Position(epoch + 1, 0)
+            return next(self)
+        length, rows = plan[index]
+        self.position = Position(epoch, index + 1)
+        return pad_batch([self.seqs[r] for r in rows], length, self.batch_size, self.pad_id)
