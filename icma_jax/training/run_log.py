@@ -1,0 +1,102 @@
+"""What a run writes as it goes: metrics.jsonl, TensorBoard scalars, loss.png, a progress bar.
+
+Only process 0 writes files; every process may print. `metrics.jsonl` is appended line by line, so a
+resumed run continues it: `RunLog` first drops lines of steps beyond the restored checkpoint (they were
+written by the killed run after its last checkpoint and will be recomputed identically).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from typing import Any
+
+import jax
+import numpy as np
+import tqdm
+
+
+def count_summary(total: int, trainable: int) -> str:
+    """`total / trainable / fraction` parameter counts in one line."""
+    return (f"parameters: {total:,} total, {trainable:,} trainable "
+            f"({100.0 * trainable / max(total, 1):.4f}%)")
+
+
+def _read_jsonl(path: pathlib.Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows, lines = [], path.read_text().splitlines()
+    for i, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a last line cut by a kill mid-write is the only tolerated damage
+                if i != len(lines):
+                    raise ValueError(f"{path}:{i}: not valid JSON") from None
+    return rows
+
+
+class RunLog:
+    """Step metrics to jsonl + TensorBoard + a progress bar; `finish` draws loss.png."""
+
+    def __init__(self, workdir: str | pathlib.Path, *, total_steps: int, start_step: int):
+        self.workdir = pathlib.Path(workdir)
+        self.is_writer = jax.process_index() == 0
+        self.path = self.workdir / "metrics.jsonl"
+        self.start_time = time.time()
+        self._tb = None
+        if self.is_writer:
+            kept = [r for r in _read_jsonl(self.path) if r.get("step", 0) <= start_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            from tensorboardX import SummaryWriter  # imported lazily: it is slow to import
+
+            self._tb = SummaryWriter(str(self.workdir / "tensorboard"))
+        self.bar = tqdm.tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
+                             dynamic_ncols=True, disable=not self.is_writer)
+
+    def step(self, step: int, metrics: dict[str, Any]) -> None:
+        """Records the metrics of optimiser step `step` (1-based: the state's step after the update)."""
+        row = {"step": int(step), **{k: float(np.asarray(v)) for k, v in metrics.items()},
+               "elapsed": round(time.time() - self.start_time, 3)}
+        if self.is_writer:
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            for k, v in row.items():
+                if k != "step":
+                    self._tb.add_scalar(f"train/{k}", v, step)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row.get('tokens_per_s', 0.0):.0f}")
+
+    def scalars(self, prefix: str, step: int, values: dict[str, float]) -> None:
+        """Extra scalars (e.g. evaluation metrics) to TensorBoard."""
+        if self.is_writer:
+            for k, v in values.items():
+                if isinstance(v, (int, float)):
+                    self._tb.add_scalar(f"{prefix}/{k}", float(v), step)
+
+    def finish(self) -> None:
+        """Closes the bar and writers and draws DIR/loss.png from metrics.jsonl."""
+        self.bar.close()
+        if not self.is_writer:
+            return
+        self._tb.close()
+        rows = _read_jsonl(self.path)
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.workdir / "loss.png", dpi=120)
+        plt.close(fig)
+
+
+def read_losses(workdir: str | pathlib.Path) -> dict[int, float]:
+    """{step: loss} from DIR/metrics.jsonl."""
+    return {int(r["step"]): float(r["loss"]) for r in _read_jsonl(pathlib.Path(workdir) / "metrics.jsonl")}
