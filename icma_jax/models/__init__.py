@@ -1,0 +1,1 @@
+"""Flax causal LMs (OPT/Galactica, Llama, Mistral) with HF/GGUF loading, LoRA and PEFT interop."""

@@ -1,0 +1,177 @@
+"""Shared transformer pieces: LoRA-capable linear, norms, RoPE, masked (GQA, windowed) attention with a KV cache.
+
+Dims: B batch, T new tokens, S cache slots, D model, N query heads, K kv heads, G = N/K, H head dim, R rank.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from icma_jax.models.config import LMConfig
+from icma_jax.models.lora import LoraConfig
+
+_init = nn.initializers.normal(0.02)
+
+
+def dtype_of(name: str) -> Any:
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
+
+
+class Linear(nn.Module):
+    """y = x W (+ b) (+ (alpha/r) dropout(x) A B when `lora` is set; B starts at zero)."""
+
+    features: int
+    axes: tuple[str, str]
+    use_bias: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    lora: LoraConfig | None = None
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x_BxTxI: jax.Array) -> jax.Array:
+        d_in = x_BxTxI.shape[-1]
+        w_IxO = self.param("kernel", nn.with_logical_partitioning(_init, self.axes), (d_in, self.features), self.param_dtype)
+        x_BxTxI = x_BxTxI.astype(self.dtype)
+        y_BxTxO = jnp.dot(x_BxTxI, w_IxO.astype(self.dtype))
+        if self.use_bias:
+            b_O = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, self.axes[1:]), (self.features,),
+                             self.param_dtype)
+            y_BxTxO = y_BxTxO + b_O.astype(self.dtype).reshape((1,) * (y_BxTxO.ndim - 1) + (-1,))
+        if self.lora is None:
+            return y_BxTxO
+        r = self.lora.rank
+        bound = 1.0 / math.sqrt(d_in)  # PEFT: kaiming_uniform(a=sqrt(5)) on A == U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        a_init = nn.with_logical_partitioning(lambda k, s, d: jax.random.uniform(k, s, d, -bound, bound),
+                                              (self.axes[0], "lora_rank"))
+        a_IxR = self.variable("lora", "a", lambda: a_init(self.make_rng("params"), (d_in, r), jnp.float32)).value
+        b_init = nn.with_logical_partitioning(nn.initializers.zeros, ("lora_rank", self.axes[1]))
+        b_RxO = self.variable("lora", "b", lambda: b_init(None, (r, self.features), jnp.float32)).value
+        h_BxTxI = nn.Dropout(self.lora.dropout)(x_BxTxI, deterministic=self.deterministic)
+        delta_BxTxO = jnp.dot(jnp.dot(h_BxTxI, a_IxR.astype(self.dtype)), b_RxO.astype(self.dtype))
+        return y_BxTxO + (delta_BxTxO * self.lora.scale).astype(self.dtype)
+
+
+class RMSNorm(nn.Module):
+    """Llama RMSNorm, computed in fp32 then cast back (transformers semantics)."""
+
+    eps: float
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+        scale_D = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (x_BxTxD.shape[-1],),
+                             self.param_dtype)
+        x32 = x_BxTxD.astype(jnp.float32)
+        x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return scale_D.astype(self.dtype)[None, None, :] * x32.astype(self.dtype)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with weight and bias (OPT), statistics in fp32."""
+
+    eps: float
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+        d = x_BxTxD.shape[-1]
+        scale_D = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (d,), self.param_dtype)
+        bias_D = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)), (d,), self.param_dtype)
+        x32 = x_BxTxD.astype(jnp.float32)
+        mean = jnp.mean(x32, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps) * scale_D.astype(jnp.float32)[None, None, :]
+        y = y + bias_D.astype(jnp.float32)[None, None, :]
+        return y.astype(self.dtype)
+
+
+def rope_inv_freq(config: LMConfig) -> np.ndarray:
+    """Inverse frequencies (H/2,) in fp32, with `linear` or Llama-3 scaling (transformers' formulas)."""
+    h = config.head_dim
+    inv = (1.0 / (np.float32(config.rope_theta) ** (np.arange(0, h, 2, dtype=np.float32) / np.float32(h)))).astype(np.float32)
+    s = config.rope_scaling
+    if s.rope_type == "linear":
+        return (inv / np.float32(s.factor)).astype(np.float32)
+    if s.rope_type == "llama3":
+        low_wavelen = s.original_max_positions / s.low_freq_factor
+        high_wavelen = s.original_max_positions / s.high_freq_factor
+        wavelen = 2 * math.pi / inv
+        inv_l = np.where(wavelen > low_wavelen, inv / s.factor, inv)
+        smooth = (s.original_max_positions / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor)
+        smoothed = (1 - smooth) * inv_l / s.factor + smooth * inv_l
+        medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+        return np.where(medium, smoothed, inv_l).astype(np.float32)
+    return inv
+
+
+def apply_rope(x_BxTxNxH: jax.Array, pos_BxT: jax.Array, inv_freq: np.ndarray) -> jax.Array:
+    """Rotate-half RoPE (HF Llama layout: first half / second half of each head)."""
+    freqs_BxTxF = pos_BxT.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)[None, None, :]
+    emb_BxTxH = jnp.concatenate([freqs_BxTxF, freqs_BxTxF], axis=-1)
+    cos = jnp.cos(emb_BxTxH)[:, :, None, :].astype(x_BxTxNxH.dtype)
+    sin = jnp.sin(emb_BxTxH)[:, :, None, :].astype(x_BxTxNxH.dtype)
+    x1, x2 = jnp.split(x_BxTxNxH, 2, axis=-1)
+    return x_BxTxNxH * cos + jnp.concatenate([-x2, x1], axis=-1) * sin
+
+
+def attention(q_BxTxNxH: jax.Array, k_BxSxKxH: jax.Array, v_BxSxKxH: jax.Array, kv_mask_BxS: jax.Array,
+              q_slot_T: jax.Array, window: int | None) -> jax.Array:
+    """Causal softmax attention over cache slots: slot s is visible to query slot q iff s <= q, s is a real
+    token and (with a sliding window W) q - s < W. Scores and softmax in fp32."""
+    b, t, n, h = q_BxTxNxH.shape
+    kh = k_BxSxKxH.shape[2]
+    q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kh, n // kh, h)
+    s_BxKxGxTxS = jnp.einsum("btkgh,bskh->bkgts", q_BxTxKxGxH, k_BxSxKxH,
+                             preferred_element_type=jnp.float32) / np.float32(math.sqrt(h))
+    k_slot_S = jnp.arange(k_BxSxKxH.shape[1])
+    vis_TxS = k_slot_S[None, :] <= q_slot_T[:, None]
+    if window is not None:
+        vis_TxS = vis_TxS & (q_slot_T[:, None] - k_slot_S[None, :] < window)
+    vis_BxTxS = vis_TxS[None, :, :] & kv_mask_BxS[:, None, :].astype(bool)
+    s_BxKxGxTxS = jnp.where(vis_BxTxS[:, None, None, :, :], s_BxKxGxTxS, jnp.finfo(jnp.float32).min)
+    p_BxKxGxTxS = jax.nn.softmax(s_BxKxGxTxS, axis=-1).astype(v_BxSxKxH.dtype)
+    o_BxTxKxGxH = jnp.einsum("bkgts,bskh->btkgh", p_BxKxGxTxS, v_BxSxKxH)
+    return o_BxTxKxGxH.reshape(b, t, n, h)
+
+
+class Attention(nn.Module):
+    """Multi-head / grouped-query self-attention with optional RoPE and an optional KV cache slice."""
+
+    config: LMConfig
+    out_name: str  # "o_proj" (Llama) or "out_proj" (OPT)
+    lora: LoraConfig | None = None
+    deterministic: bool = True
+
+    def _linear(self, name: str, features: int, axes: tuple[str, str]) -> Linear:
+        c = self.config
+        lora = self.lora if self.lora is not None and name in self.lora.targets else None
+        return Linear(features, axes, c.attention_bias, dtype_of(c.dtype), dtype_of(c.param_dtype), lora,
+                      self.deterministic, name=name)
+
+    @nn.compact
+    def __call__(self, x_BxTxD, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv):
+        c = self.config
+        b, t, _ = x_BxTxD.shape
+        n, kh, h = c.n_heads, c.n_kv_heads, c.head_dim
+        q = self._linear("q_proj", n * h, ("embed", "heads"))(x_BxTxD).reshape(b, t, n, h)
+        k = self._linear("k_proj", kh * h, ("embed", "kv_heads"))(x_BxTxD).reshape(b, t, kh, h)
+        v = self._linear("v_proj", kh * h, ("embed", "kv_heads"))(x_BxTxD).reshape(b, t, kh, h)
+        if c.family != "opt":
+            inv_freq = rope_inv_freq(c)
+            q, k = apply_rope(q, pos_BxT, inv_freq), apply_rope(k, pos_BxT, inv_freq)
+        if cache_kv is not None:  # write the new keys/values at slots q_slot_T[0] ... and attend over the cache
+            start = q_slot_T[0]
+            k = jax.lax.dynamic_update_slice(cache_kv[0], k.astype(cache_kv[0].dtype), (0, start, 0, 0))
+            v = jax.lax.dynamic_update_slice(cache_kv[1], v.astype(cache_kv[1].dtype), (0, start, 0, 0))
+        o = attention(q, k, v, kv_mask_BxS, q_slot_T, c.sliding_window).reshape(b, t, n * h)
+        out = self._linear(self.out_name, c.d_model, ("heads", "embed"))(o)
+        return out, (None if cache_kv is None else (k, v))

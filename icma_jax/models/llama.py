@@ -1,0 +1,53 @@
+"""Llama / Mistral decoder block: RMSNorm, RoPE GQA attention (sliding window for Mistral), SwiGLU MLP.
+
+Dims: B batch, T new tokens, S cache slots, D model, F feed-forward.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+
+from icma_jax.models.config import LMConfig
+from icma_jax.models.layers import Attention, Linear, RMSNorm, dtype_of
+from icma_jax.models.lora import LoraConfig
+
+
+class LlamaBlock(nn.Module):
+    """One Llama/Mistral layer (HF names: input_layernorm, self_attn, post_attention_layernorm, mlp)."""
+
+    config: LMConfig
+    lora: LoraConfig | None = None
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, h_BxTxD, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv):
+        c = self.config
+        dt, pdt = dtype_of(c.dtype), dtype_of(c.param_dtype)
+        x = RMSNorm(c.norm_eps, dt, pdt, name="input_layernorm")(h_BxTxD)
+        a, cache_kv = Attention(c, "o_proj", self.lora, self.deterministic, name="self_attn")(
+            x, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv)
+        h_BxTxD = h_BxTxD + a
+        x = RMSNorm(c.norm_eps, dt, pdt, name="post_attention_layernorm")(h_BxTxD)
+        mlp = _MLP(c, self.lora, self.deterministic, name="mlp")
+        return h_BxTxD + mlp(x), cache_kv
+
+
+class _MLP(nn.Module):
+    """down(silu(gate(x)) * up(x))."""
+
+    config: LMConfig
+    lora: LoraConfig | None = None
+    deterministic: bool = True
+
+    @nn.compact
+    def __call__(self, x_BxTxD):
+        c = self.config
+
+        def fc(name, features, axes):
+            lora = self.lora if self.lora is not None and name in self.lora.targets else None
+            return Linear(features, axes, c.mlp_bias, dtype_of(c.dtype), dtype_of(c.param_dtype), lora,
+                          self.deterministic, name=name)
+
+        g_BxTxF = fc("gate_proj", c.d_ff, ("embed", "mlp"))(x_BxTxD)
+        u_BxTxF = fc("up_proj", c.d_ff, ("embed", "mlp"))(x_BxTxD)
+        return fc("down_proj", c.d_model, ("mlp", "embed"))(nn.silu(g_BxTxF) * u_BxTxF)

