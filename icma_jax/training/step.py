@@ -1,0 +1,183 @@
+"""The pure train step (causal-LM loss, gradient accumulation, AdamW update) and its single jit site.
+
+B batch rows, L tokens, V vocab, K micro-batches (gradient accumulation).
+"""
+
+import dataclasses
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from icma_jax.training.optim import current_lr
+from icma_jax.training.state import TrainState
+
+PyTree = Any
+ApplyFn = Callable[..., jax.Array]  # module.apply(variables, tokens_BxL, mask_BxL, deterministic=, rngs=)
+BATCH_AXES = ("data", "fsdp")  # batch rows are split over both mesh axes (FSDP is data parallel too)
+IGNORE = -100
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Static knobs of the train step (bound before jit)."""
+
+    mode: str = "lora"  # "lora": differentiate the "lora" collection; "full": differentiate "params"
+    accum_steps: int = 1  # micro-batches per update; the loss is a token mean over all of them
+    compute_dtype: str | None = None  # e.g. "bfloat16": cast params for the forward; grads/opt stay fp32
+    dropout: bool = True  # apply the model's dropout (deterministic=False) while training
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("lora", "full"):
+            raise ValueError(f"StepConfig.mode must be 'lora' or 'full', got {self.mode!r}")
+        if self.accum_steps < 1:
+            raise ValueError(f"StepConfig.accum_steps must be >= 1, got {self.accum_steps}")
+        if self.compute_dtype is not None:
+            jnp.dtype(self.compute_dtype)  # raises TypeError on an unknown dtype name
+
+
+class _BatchLike(NamedTuple):
+    tokens_BxL: jax.Array
+    mask_BxL: jax.Array
+    labels_BxL: jax.Array
+
+
+def causal_lm_loss_sums(logits_BxLxV: jax.Array, labels_BxL: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """HF causal-LM loss pieces: (sum of NLL, number of label tokens); logits t predict labels t+1, -100 ignored."""
+    logits_BxLxV = logits_BxLxV[:, :-1].astype(jnp.float32)
+    targets_BxL = labels_BxL[:, 1:]
+    valid_BxL = targets_BxL != IGNORE
+    nll_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, jnp.where(valid_BxL, targets_BxL, 0))
+    return jnp.sum(jnp.where(valid_BxL, nll_BxL, 0.0)), jnp.sum(valid_BxL, dtype=jnp.int32)
+
+
+def _cast_floats(tree: PyTree, dtype: str | None) -> PyTree:
+    if dtype is None:
+        return tree
+    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def _variables(config: StepConfig, trainable: PyTree, base: PyTree) -> dict:
+    trainable, base = _cast_floats(trainable, config.compute_dtype), _cast_floats(base, config.compute_dtype)
+    return {"params": base, "lora": trainable} if config.mode == "lora" else {"params": trainable}
+
+
+def _split_micro(x_BxL: jax.Array, k: int, mesh: Mesh | None) -> jax.Array:
+    """[B, L] -> [K, B/K, L] with row i in micro-batch i % K, so each device keeps its own rows."""
+    b = x_BxL.shape[0]
+    if b % k:
+        raise ValueError(f"batch of {b} rows does not split into accum_steps={k} micro-batches")
+    x_KxBxL = jnp.swapaxes(x_BxL.reshape(b // k, k, *x_BxL.shape[1:]), 0, 1)
+    if mesh is not None:
+        x_KxBxL = jax.lax.with_sharding_constraint(x_KxBxL, NamedSharding(mesh, P(None, BATCH_AXES)))
+    return x_KxBxL
+
+
+def _loss_sums(
+    trainable: PyTree, base: PyTree, batch: Any, key: jax.Array, *, apply_fn: ApplyFn, config: StepConfig
+) -> tuple[jax.Array, jax.Array]:
+    logits_BxLxV = apply_fn(
+        _variables(config, trainable, base), batch.tokens_BxL, batch.mask_BxL,
+        deterministic=not config.dropout, rngs={"dropout": key},
+    )
+    return causal_lm_loss_sums(logits_BxLxV, batch.labels_BxL)
+
+
+def train_step(
+    state: TrainState,
+    base: PyTree,
+    batch: Any,
+    rng: jax.Array,
+    *,
+    apply_fn: ApplyFn,
+    optimizer: optax.GradientTransformation,
+    config: StepConfig,
+    mesh: Mesh | None = None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One update on a global batch: K micro-batches scanned, gradients of the summed NLL / total label tokens."""
+    k = config.accum_steps
+    step_key = jax.random.fold_in(rng, state.step)
+    grad_fn = jax.value_and_grad(functools.partial(_loss_sums, apply_fn=apply_fn, config=config), has_aux=True)
+    micro = _BatchLike(*(_split_micro(x, k, mesh) for x in (batch.tokens_BxL, batch.mask_BxL, batch.labels_BxL)))
+
+    def accumulate(carry, xs):
+        grads_acc, nll_acc, n_acc = carry
+        i, mb = xs
+        (nll, n), grads = grad_fn(state.trainable, base, mb, jax.random.fold_in(step_key, i))
+        return (jax.tree.map(jnp.add, grads_acc, grads), nll_acc + nll, n_acc + n), None
+
+    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.trainable)
+    init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+    (grad_sums, nll_sum, n_tokens), _ = jax.lax.scan(accumulate, init, (jnp.arange(k), micro))
+
+    denom = jnp.maximum(n_tokens, 1).astype(jnp.float32)
+    grads = jax.tree.map(lambda g, p: (g / denom).astype(p.dtype), grad_sums, state.trainable)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
+    new_state = TrainState(step=state.step + 1, trainable=optax.apply_updates(state.trainable, updates), opt_state=opt_state)
+    metrics = {
+        "loss": nll_sum / denom,
+        "grad_norm": optax.global_norm(grads),
+        "lr": current_lr(opt_state),
+        "n_tokens": n_tokens,
+    }
+    return new_state, metrics
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Batch rows split over ('data', 'fsdp'); the length axis whole."""
+    return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def device_put_batch(batch: Any, mesh: Mesh) -> Any:
+    """Host NumPy batch -> global sharded arrays; on several hosts each passes its own rows (its shard)."""
+    sharding = batch_sharding(mesh)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+
+
+def make_train_step(
+    apply_fn: ApplyFn,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    state_sharding: TrainState,
+    base_sharding: PyTree,
+    config: StepConfig = StepConfig(),
+) -> Callable[[TrainState, PyTree, Any, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
+    """The one jit site: `step_fn(state, base, batch, rng)`, state donated, compiled once per batch shape."""
+    replicated = NamedSharding(mesh, P())
+    step = functools.partial(train_step, apply_fn=apply_fn, optimizer=optimizer, config=config, mesh=mesh)
+    return jax.jit(
+        step,
+        in_shardings=(state_sharding, base_sharding, batch_sharding(mesh), replicated),  # state, base, batch, rng
+        out_shardings=(state_sharding, replicated),  # state, metrics
+        donate_argnums=(0,),  # the state; the frozen base is reused by every step
+    )
+
+
+def make_eval_step(
+    apply_fn: ApplyFn, mesh: Mesh, trainable_sharding: PyTree, base_sharding: PyTree, config: StepConfig = StepConfig()
+) -> Callable[[PyTree, PyTree, Any], dict[str, jax.Array]]:
+    """Jitted validation loss pieces: `eval_fn(trainable, base, batch) -> {"nll_sum", "n_tokens"}` (no dropout)."""
+    eval_config = dataclasses.replace(config, dropout=False)
+
+    def eval_step(trainable: PyTree, base: PyTree, batch: Any) -> dict[str, jax.Array]:
+        nll, n = _loss_sums(trainable, base, batch, jax.random.key(0), apply_fn=apply_fn, config=eval_config)
+        return {"nll_sum": nll, "n_tokens": n}
+
+    replicated = NamedSharding(mesh, P())
+    return jax.jit(
+        eval_step,
+        in_shardings=(trainable_sharding, base_sharding, batch_sharding(mesh)),  # trainable, base, batch
+        out_shardings=replicated,
+    )
+
+
+def check_finite(metrics: dict[str, Any], step: int) -> None:
+    """Raise FloatingPointError naming the step when the loss or gradient norm is NaN/Inf."""
+    bad = {k: float(metrics[k]) for k in ("loss", "grad_norm") if k in metrics and not np.isfinite(float(metrics[k]))}
+    if bad:
+        raise FloatingPointError(f"non-finite training metrics at step {step}: {bad}; stopping (the last good "
+                                 f"checkpoint is kept)")
