@@ -1,0 +1,155 @@
+"""Jitted generation: one prefill + a `lax.while_loop` of single-token steps over a preallocated KV cache.
+
+Shapes are fixed per (batch, prompt-length bucket, max_new_tokens, mode), so each bucket compiles once.
+Dims: B batch, P prompt bucket, N new tokens, S = P + N cache slots, V vocab, K beams.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from icma_jax.eval.beam_search import beam_search
+from icma_jax.eval.sampling import choose, process_logits
+from icma_jax.models.transformer import CausalLM, init_cache
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding settings; `greedy=False` samples with temperature / top-k / top-p; `num_beams > 1` is beam search."""
+
+    max_new_tokens: int = 64
+    greedy: bool = True
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    seed: int = 0
+    length_bucket: int = 32  # prompts are left-padded to a multiple of this
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"GenerationConfig.max_new_tokens={self.max_new_tokens} must be >= 1")
+        if self.temperature <= 0:
+            raise ValueError(f"GenerationConfig.temperature={self.temperature} must be > 0")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"GenerationConfig.top_p={self.top_p} must be in (0, 1]")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"GenerationConfig.repetition_penalty={self.repetition_penalty} must be > 0")
+        if self.num_beams < 1:
+            raise ValueError(f"GenerationConfig.num_beams={self.num_beams} must be >= 1")
+        if self.num_beams > 1 and not self.greedy:
+            raise ValueError("beam search with sampling is not supported: set greedy=True with num_beams > 1")
+        if self.top_k < 0:
+            raise ValueError(f"GenerationConfig.top_k={self.top_k} must be >= 0")
+
+
+def _variables(params: Any, lora: Any) -> dict:
+    return {"params": params} if lora is None else {"params": params, "lora": lora}
+
+
+def _seen(tokens_BxP: jax.Array, mask_BxP: jax.Array, vocab: int) -> jax.Array:
+    """Which vocabulary ids occur among the real prompt tokens (the repetition penalty counts the prompt)."""
+    rows = jnp.arange(tokens_BxP.shape[0])[:, None]
+    return jnp.zeros((tokens_BxP.shape[0], vocab), bool).at[rows, tokens_BxP].max(mask_BxP.astype(bool))
+
+
+@functools.partial(jax.jit, static_argnames=("module", "gen", "eos_ids", "pad_id"))
+def _sample_loop(params, lora, tokens_BxP, mask_BxP, key, *, module: CausalLM, gen: GenerationConfig,
+                 eos_ids: tuple[int, ...], pad_id: int):
+    """Greedy / sampling: returns new tokens B x N (pad after each row's EOS)."""
+    b, p = tokens_BxP.shape
+    n, v = gen.max_new_tokens, module.config.vocab_size
+    variables = _variables(params, lora)
+    cache = init_cache(module.config, b, p + n)
+    logits_BxPxV, cache = module.apply(variables, tokens_BxP, mask_BxP, cache=cache)
+    eos_E = jnp.asarray(eos_ids, jnp.int32)
+    proc = functools.partial(process_logits, sample=not gen.greedy, temperature=gen.temperature, top_k=gen.top_k,
+                             top_p=gen.top_p, penalty=gen.repetition_penalty)
+
+    def cond(state):
+        step, _, _, _, _, done_B = state
+        return (step < n) & ~jnp.all(done_B)
+
+    def body(state):
+        step, cache, logits_BxV, seen_BxV, out_BxN, done_B = state
+        tok_B = choose(proc(logits_BxV, seen_BxV), jax.random.fold_in(key, step), not gen.greedy)
+        tok_B = jnp.where(done_B, pad_id, tok_B)
+        out_BxN = out_BxN.at[:, step].set(tok_B)
+        seen_BxV = seen_BxV.at[jnp.arange(b), tok_B].set(True)
+        done_B = done_B | jnp.any(tok_B[:, None] == eos_E[None, :], axis=-1)
+        logits_Bx1xV, cache = module.apply(variables, tok_B[:, None], jnp.ones((b, 1), jnp.int32), cache=cache)
+        return step + 1, cache, logits_Bx1xV[:, 0], seen_BxV, out_BxN, done_B
+
+    state = (jnp.zeros((), jnp.int32), cache, logits_BxPxV[:, -1], _seen(tokens_BxP, mask_BxP, v),
+             jnp.full((b, n), pad_id, jnp.int32), jnp.zeros((b,), bool))
+    return jax.lax.while_loop(cond, body, state)[4]
+
+
+@functools.partial(jax.jit, static_argnames=("module", "gen", "eos_ids", "pad_id"))
+def _beam_loop(params, lora, tokens_BxP, mask_BxP, *, module: CausalLM, gen: GenerationConfig,
+               eos_ids: tuple[int, ...], pad_id: int):
+    return beam_search(module, _variables(params, lora), tokens_BxP, mask_BxP, gen.num_beams, gen.max_new_tokens,
+                       gen.length_penalty, gen.repetition_penalty, eos_ids, pad_id)
+
+
+def generate_tokens(module: CausalLM, params: Any, tokens_BxP: np.ndarray, mask_BxP: np.ndarray,
+                    gen: GenerationConfig, *, eos_ids: Sequence[int], pad_id: int, lora_params: Any = None) -> np.ndarray:
+    """Token-level API: left-padded prompts in, B x max_new_tokens new ids out (pad after EOS)."""
+    if not mask_BxP[:, -1].all():
+        raise ValueError("prompts must be left-padded: the last column of mask_BxP has padding")
+    if (module.lora is None) != (lora_params is None):
+        raise ValueError("lora_params must be given exactly when the module was built with a LoraConfig")
+    tokens, mask = jnp.asarray(tokens_BxP, jnp.int32), jnp.asarray(mask_BxP, jnp.int32)
+    kw = dict(module=module, gen=gen, eos_ids=tuple(int(e) for e in eos_ids), pad_id=int(pad_id))
+    if gen.num_beams > 1:
+        return np.asarray(_beam_loop(params, lora_params, tokens, mask, **kw))
+    return np.asarray(_sample_loop(params, lora_params, tokens, mask, jax.random.key(gen.seed), **kw))
+
+
+def pad_left(ids: Sequence[Sequence[int]], pad_id: int, bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pad token lists to the next multiple of `bucket`: (tokens_BxP, mask_BxP)."""
+    longest = max(len(x) for x in ids)
+    if longest == 0:
+        raise ValueError("an empty prompt has nothing to condition on")
+    p = -(-longest // bucket) * bucket
+    tokens = np.full((len(ids), p), pad_id, np.int32)
+    mask = np.zeros((len(ids), p), np.int32)
+    for i, x in enumerate(ids):
+        if len(x):
+            tokens[i, p - len(x):] = x
+            mask[i, p - len(x):] = 1
+    return tokens, mask
+
+
+def _cut(ids: np.ndarray, eos_ids: Sequence[int]) -> list[int]:
+    out = []
+    for t in ids.tolist():
+        if t in eos_ids:
+            break
+        out.append(t)
+    return out
+
+
+def generate(loaded: Any, prompts: Sequence[str] | Sequence[Sequence[int]], gen: GenerationConfig,
+             lora_params: Any = None, lora_config: Any = None) -> list[str]:
+    """Text in, continuations out (cut at EOS, special tokens dropped). `loaded` is a `LoadedModel`."""
+    tok, module = loaded.tokenizer, loaded.module
+    if lora_params is not None and module.lora is None:
+        if lora_config is None:
+            raise ValueError("generate(lora_params=...) needs lora_config (or a module built with LoRA)")
+        module = module.clone(lora=lora_config)
+    eos_ids = tuple(loaded.config.eos_token_ids) or (tok.eos_token_id,)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
+    ids = [tok(p)["input_ids"] if isinstance(p, str) else list(p) for p in prompts]
+    tokens, mask = pad_left(ids, pad_id, gen.length_bucket)
+    out = generate_tokens(module, loaded.params, tokens, mask, gen, eos_ids=eos_ids, pad_id=pad_id,
+                          lora_params=lora_params)
+    return [tok.decode(_cut(row, eos_ids), skip_special_tokens=True) for row in out]
