@@ -1,0 +1,229 @@
+"""Fingerprint retrieval: RDKit path (`pathfp`, the original's "morgan") and Morgan radius-2 (`morgan`).
+
+Fingerprints are computed once and packed into uint64 words; Tanimoto for all queries x database comes
+from exact integer intersection counts (frequent bits by a float32 BLAS product, rare bits by a sparse
+product: both exact for counts < 2^24), then c / (a + b - c) in float64 as RDKit computes it.
+`pathfp` keeps RDKit's density folding (64..2048 bits); two fingerprints of different lengths are
+compared after folding the longer to the shorter, like `DataStructs.FingerprintSimilarity`.
+Legend: N molecules, W 64-bit words, B bits, Q queries, D database rows.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from rdkit import Chem, DataStructs
+from rdkit.Chem import rdFingerprintGenerator
+
+from icma_jax.data.molecules import try_parse
+from icma_jax.retrieval.topk import rank_pairs, stable_topk, topk_candidates
+
+METHODS = ("pathfp", "morgan")
+MAX_BITS = 2048
+# FingerprintMols.FingerprintMol defaults: minPath 1, maxPath 7, 2048 bits, 2 bits/hash, no Hs,
+# folded while density < 0.3 down to at least 64 bits.
+PATHFP_ARGS = dict(minPath=1, maxPath=7, fpSize=2048, nBitsPerHash=2, useHs=False, tgtDensity=0.3, minSize=64)
+MORGAN_RADIUS, MORGAN_BITS = 2, 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class FingerprintSet:
+    """Packed fingerprints of N molecules; `n_bits_N` is each one's length (0 where the SMILES is invalid)."""
+
+    method: str
+    words_NxW: np.ndarray
+    n_bits_N: np.ndarray
+    invalid: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return int(self.n_bits_N.shape[0])
+
+    @property
+    def valid_N(self) -> np.ndarray:
+        return self.n_bits_N > 0
+
+
+def rdkit_fingerprint(mol: Chem.Mol, method: str) -> DataStructs.ExplicitBitVect:
+    """The RDKit bit vector `method` uses for one molecule."""
+    if method == "pathfp":
+        return Chem.RDKFingerprint(mol, **PATHFP_ARGS)
+    if method == "morgan":
+        return rdFingerprintGenerator.GetMorganGenerator(radius=MORGAN_RADIUS, fpSize=MORGAN_BITS).GetFingerprint(mol)
+    raise ValueError(f"fingerprint method {method!r} is not one of {METHODS}")
+
+
+def _pack(fp: DataStructs.ExplicitBitVect) -> np.ndarray:
+    bits = np.zeros(MAX_BITS, np.uint8)
+    bits[list(fp.GetOnBits())] = 1
+    return np.packbits(bits, bitorder="little").view(np.uint64)
+
+
+def compute(smiles: Sequence[str], method: str) -> FingerprintSet:
+    """Fingerprints of every SMILES; unparsable ones are recorded in `invalid` (never dropped)."""
+    if method not in METHODS:
+        raise ValueError(f"fingerprint method {method!r} is not one of {METHODS}")
+    words = np.zeros((len(smiles), MAX_BITS // 64), np.uint64)
+    n_bits = np.zeros(len(smiles), np.int64)
+    invalid = []
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=MORGAN_RADIUS, fpSize=MORGAN_BITS)
+    for i, s in enumerate(smiles):
+        mol = try_parse(s)
+        if mol is None:
+            invalid.append(i)
+            continue
+        fp = Chem.RDKFingerprint(mol, **PATHFP_ARGS) if method == "pathfp" else gen.GetFingerprint(mol)
+        words[i] = _pack(fp)
+        n_bits[i] = fp.GetNumBits()
+    return FingerprintSet(method=method, words_NxW=words, n_bits_N=n_bits, invalid=tuple(invalid))
+
+
+def fold_words(words_NxW: np.ndarray, n_bits: int, to_bits: int) -> np.ndarray:
+    """RDKit's folding (bit i -> i mod to_bits) of `n_bits`-long packed fingerprints."""
+    w_from, w_to = n_bits // 64, to_bits // 64
+    return np.bitwise_or.reduce(words_NxW[:, :w_from].reshape(len(words_NxW), w_from // w_to, w_to), axis=1)
+
+
+def _unpack(words_NxW: np.ndarray) -> np.ndarray:
+    return np.unpackbits(words_NxW.view(np.uint8), axis=1, bitorder="little")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Level:
+    """Database fingerprints of at least `n_bits` bits folded to `n_bits`, ready for exact products."""
+
+    n_bits: int
+    pos_D: np.ndarray  # database positions held
+    native_D: np.ndarray  # their own lengths
+    popcount_D: np.ndarray
+    dense_cols: np.ndarray  # frequent bits, scored by float32 BLAS
+    dense_BxD: np.ndarray
+    rare_cols: np.ndarray
+    rare_BxD: sp.csr_matrix
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseIndex:
+    """A fingerprint database prepared once for many query batches: per length L present, the rows of
+    length >= L folded to L (`at_least[L]`) and the rows of exactly length L (`exactly[L]`)."""
+
+    fps: FingerprintSet
+    at_least: dict[int, _Level]
+    exactly: dict[int, _Level]
+
+
+def _level(database: FingerprintSet, pos: np.ndarray, size: int, dense_min_df: float) -> _Level:
+    bits_DxB = np.zeros((len(pos), size), np.uint8)
+    for n in set(database.n_bits_N[pos].tolist()):
+        m = database.n_bits_N[pos] == n
+        bits_DxB[m] = _unpack(fold_words(database.words_NxW[pos[m]], n, size))
+    df_B = bits_DxB.sum(axis=0, dtype=np.int64)
+    dense = df_B >= dense_min_df * len(pos)
+    rare = np.flatnonzero(~dense & (df_B > 0))
+    return _Level(n_bits=size, pos_D=pos, native_D=database.n_bits_N[pos],
+                  popcount_D=bits_DxB.sum(axis=1, dtype=np.int64), dense_cols=np.flatnonzero(dense),
+                  dense_BxD=np.ascontiguousarray(bits_DxB[:, dense].T, dtype=np.float32),
+                  rare_cols=rare, rare_BxD=sp.csr_matrix(bits_DxB[:, rare].T, dtype=np.float32))
+
+
+def build_index(database: FingerprintSet, dense_min_df: float = 1 / 32) -> DatabaseIndex:
+    """Folds and unpacks the database once per fingerprint length present."""
+    sizes = sorted(set(database.n_bits_N[database.valid_N].tolist()))
+    return DatabaseIndex(
+        fps=database,
+        at_least={n: _level(database, np.flatnonzero(database.n_bits_N >= n), n, dense_min_df) for n in sizes},
+        exactly={n: _level(database, np.flatnonzero(database.n_bits_N == n), n, dense_min_df) for n in sizes})
+
+
+def _intersections(bits_QxB: np.ndarray, level: _Level) -> np.ndarray:
+    """Exact common-bit counts `QxD` (float32 values, all integers) against one database level."""
+    out_QxD = bits_QxB[:, level.dense_cols].astype(np.float32) @ level.dense_BxD
+    if level.rare_cols.size:
+        prod = sp.csr_matrix(bits_QxB[:, level.rare_cols], dtype=np.float32) @ level.rare_BxD
+        rows = np.repeat(np.arange(prod.shape[0]), np.diff(prod.indptr))
+        out_QxD.ravel()[rows * out_QxD.shape[1] + prod.indices] += prod.data
+    return out_QxD
+
+
+def _counts(bits_QxB: np.ndarray, level: _Level) -> tuple[np.ndarray, np.ndarray]:
+    """Common bits `c` and union sizes `a + b - c` (float32 holding exact integers) against one level."""
+    c_QxD = _intersections(bits_QxB, level)
+    a_Q = bits_QxB.sum(axis=1, dtype=np.int64).astype(np.float32)
+    return c_QxD, a_Q[:, None] + level.popcount_D.astype(np.float32)[None, :] - c_QxD
+
+
+def _ratio(c: np.ndarray, denom: np.ndarray, dtype: type) -> np.ndarray:
+    """c / denom rounded once to `dtype`; 0 where both fingerprints are empty (RDKit's convention)."""
+    with np.errstate(invalid="ignore"):
+        out = np.divide(c, denom, dtype=dtype)
+    empty = denom == 0
+    if empty.any():
+        out[empty] = 0.0
+    return out
+
+
+def _block(bits_QxB: np.ndarray, level: _Level) -> np.ndarray:
+    """Tanimoto (float64) of already folded queries against one level: c / (a + b - c) as RDKit."""
+    return _ratio(*_counts(bits_QxB, level), np.float64)
+
+
+def tanimoto(queries: FingerprintSet, index: DatabaseIndex) -> np.ndarray:
+    """Tanimoto `QxD` (float64) exactly as RDKit's `FingerprintSimilarity`; NaN where either molecule
+    is invalid. Keep Q modest (the result is dense): `topk` calls it per batch."""
+    if queries.method != index.fps.method:
+        raise ValueError(f"fingerprints differ: queries {queries.method!r}, database {index.fps.method!r}")
+    n_q, n_d = len(queries), len(index.fps)
+    q_sizes = sorted(set(queries.n_bits_N[queries.valid_N].tolist()))
+    out_QxD = np.full((n_q, n_d), np.nan)
+    for size_q in q_sizes:
+        q_idx = np.flatnonzero(queries.n_bits_N == size_q)
+        for size in sorted(index.at_least):
+            if size > size_q:
+                break
+            # Pairs compare at the shorter length: the database rows of exactly this length when the query
+            # is longer (the query is folded), every database row at least as long when lengths meet.
+            level = index.exactly[size] if size < size_q else index.at_least[size]
+            bits = _unpack(fold_words(queries.words_NxW[q_idx], size_q, size))
+            out_QxD[q_idx[:, None], level.pos_D[None, :]] = _block(bits, level)
+    return out_QxD
+
+
+def _topk_one_length(queries: FingerprintSet, level: _Level, k: int, excluded: Sequence[np.ndarray] | None
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Top-k when every fingerprint has one length: a float32 Tanimoto picks candidates (rounding is
+    monotone, so every true top-k pair has a float32 score >= the float32 k-th), float64 ranks them."""
+    n_bits = int(level.n_bits)
+    c_QxD, denom_QxD = _counts(_unpack(queries.words_NxW[:, : n_bits // 64]), level)
+    proxy_QxD = _ratio(c_QxD, denom_QxD, np.float32)
+    if excluded is not None:
+        for q, rows in enumerate(excluded):
+            proxy_QxD[q, rows] = -np.inf
+    q_P, d_P = topk_candidates(proxy_QxD, k)
+    s_P = _ratio(c_QxD[q_P, d_P], denom_QxD[q_P, d_P], np.float64)
+    return rank_pairs(q_P, d_P, s_P, k, len(queries))
+
+
+def topk(queries: FingerprintSet, index: DatabaseIndex, k: int, excluded: Sequence[np.ndarray] | None = None,
+         batch_size: int = 256) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each query's `k` most similar valid database rows (Tanimoto desc, then lower row); invalid
+    queries get none. `excluded[q]` lists database positions query q must not return."""
+    rows: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    sizes = set(queries.n_bits_N[queries.valid_N].tolist()) | set(index.at_least)
+    one = index.at_least[min(sizes)] if len(sizes) == 1 else None
+    one_length = one is not None and len(one.pos_D) == len(index.fps)
+    for start in range(0, len(queries), batch_size):
+        sel = np.arange(start, min(start + batch_size, len(queries)))
+        sub = dataclasses.replace(queries, words_NxW=queries.words_NxW[sel], n_bits_N=queries.n_bits_N[sel])
+        sub_excl = None if excluded is None else [np.asarray(excluded[q], dtype=np.int64) for q in sel]
+        if one_length and sub.valid_N.all():
+            r, s = _topk_one_length(sub, one, k, sub_excl)
+        else:
+            sims_QxD = tanimoto(sub, index)
+            sims_QxD[np.isnan(sims_QxD)] = -np.inf
+            for i, rows_i in enumerate(sub_excl or []):
+                sims_QxD[i, rows_i] = -np.inf
+            r, s = stable_topk(sims_QxD, k)
+        rows.extend(r)
+        scores.extend(s)
+    return rows, scores
