@@ -79,7 +79,7 @@ def test_resume_equals_uninterrupted(tiny_lm, tmp_path):
         straight.append(float(m["loss"]))
     final_straight = jax.device_get(state)
 
-    state, _, base, step_fn = _setup(tiny_lm, mesh)
+    state, state_sh, _, _ = _setup(tiny_lm, mesh)  # same jitted step (compiled once), fresh state
     resumed = []
     ckpt = Checkpointer(tmp_path)
     for i, b in enumerate(batches[:3]):
@@ -89,8 +89,9 @@ def test_resume_equals_uninterrupted(tiny_lm, tmp_path):
     ckpt.close()
     del state
 
-    state, state_sh, base, step_fn = _setup(tiny_lm, mesh)  # a fresh start, as after a SIGKILL
-    state, rng2, pos = Checkpointer(tmp_path).restore(abstract_state(state, state_sh))
+    # a fresh start, as after a SIGKILL: the target is only shapes + shardings, nothing of the old state
+    target = abstract_state(jax.eval_shape(lambda: final_straight), state_sh)
+    state, rng2, pos = Checkpointer(tmp_path).restore(target)
     assert pos == {"next_batch": 3} and int(state.step) == 3
     for b in batches[pos["next_batch"]:]:
         state, m = step_fn(state, base, device_put_batch(b, mesh), rng2)
