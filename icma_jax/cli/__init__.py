@@ -9,6 +9,8 @@ import sys
 COMMANDS = (
     "download",
     "data",
+    "generate",
+    "export",
 )
 
 
