@@ -9,8 +9,11 @@ import sys
 COMMANDS = (
     "download",
     "data",
+    "evaluate",
+    "train",
     "generate",
     "export",
+    "retrieve",
 )
 
 
