@@ -9,8 +9,6 @@ import sys
 COMMANDS = (
     "download",
     "data",
-    "evaluate",
-    "train",
     "generate",
     "export",
     "retrieve",
