@@ -3,23 +3,15 @@
 B batch, L tokens, D model, V vocab, R LoRA rank.
 """
 
-from typing import NamedTuple
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType
 
+from icma_jax.data.batching import Batch
+
 V, D, R = 48, 16, 2
-
-
-class Batch(NamedTuple):
-    """Same fields as icma_jax.data.batching.Batch."""
-
-    tokens_BxL: np.ndarray
-    mask_BxL: np.ndarray
-    labels_BxL: np.ndarray
 
 
 class LoRADense(nn.Module):
