@@ -9,6 +9,7 @@ import sys
 COMMANDS = (
     "download",
     "data",
+    "evaluate",
     "generate",
     "export",
     "retrieve",

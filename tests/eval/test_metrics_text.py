@@ -4,6 +4,7 @@ import math
 import pathlib
 
 import pytest
+from metrics_support import chebi  # noqa: F401  (fixture)
 
 from icma_jax.eval import wordpiece
 from icma_jax.eval.metrics import mol2cap_metrics
