@@ -24,6 +24,13 @@ MODELS = {
     "galactica-1.3b": ("lora", 3e-4, 4, "bfloat16"),
     "mistral-7b": ("lora", 3e-4, 8, "bfloat16"),
 }
+# Where the weights come from: a hub id (downloaded once when online) unless --config.model.path names a
+# local HF directory or GGUF file.
+HUB_IDS = {
+    "galactica-125m": "facebook/galactica-125m",
+    "galactica-1.3b": "facebook/galactica-1.3b",
+    "mistral-7b": "mistralai/Mistral-7B-Instruct-v0.2",
+}
 
 
 def get_config(arg: str | None = None):
@@ -33,7 +40,7 @@ def get_config(arg: str | None = None):
     finetune, lr, grad_accum, compute_dtype = MODELS[a.model]
     c = common.base()
     c.data.dataset, c.data.task = a.dataset, a.task
-    c.model.name, c.model.finetune = a.model, finetune
+    c.model.name, c.model.finetune = HUB_IDS[a.model], finetune
     c.model.lora_rank, c.model.lora_alpha, c.model.lora_dropout = 32, 64.0, 0.1
     c.model.compute_dtype = compute_dtype
     c.model.param_dtype = "bfloat16" if finetune == "lora" else "float32"

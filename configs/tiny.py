@@ -20,7 +20,7 @@ def get_config(arg: str | None = None):
     c.prompt.cutoff_len = 768
     c.model.name, c.model.finetune = "tiny", "full"
     c.train.lr, c.train.warmup_steps, c.train.epochs, c.train.max_steps = 3e-3, 2, 0, a.steps
-    c.train.batch_size, c.train.grad_accum, c.train.buckets = 8, 1, (384, 768)
+    c.train.batch_size, c.train.grad_accum, c.train.buckets = 8, 1, (768,)  # one bucket: one compile
     c.train.log_every, c.train.checkpoint_every, c.train.keep_checkpoints = 1, 2, 2
     c.eval.decoding, c.eval.max_new_tokens, c.eval.batch_size = "greedy", 8, 4
     return c

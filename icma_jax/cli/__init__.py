@@ -10,6 +10,7 @@ COMMANDS = (
     "download",
     "data",
     "evaluate",
+    "train",
     "generate",
     "export",
     "retrieve",

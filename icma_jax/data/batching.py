@@ -9,7 +9,7 @@ and the iterator position `(epoch, index)` is all a checkpoint needs to resume i
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -68,23 +68,34 @@ class BatchIterator:
     """Deterministic host iterator over bucketed batches; `position` / `restore` make it resumable."""
 
     def __init__(self, seqs: Sequence[Encoded], *, batch_size: int, buckets: Sequence[int], pad_id: int,
-                 seed: int, shuffle: bool = True):
+                 seed: int, shuffle: bool = True, seqs_for_epoch: Callable[[int], Sequence[Encoded]] | None = None):
+        """`seqs_for_epoch(epoch)` (optional) replaces `seqs` from epoch 1 on (selections redrawn per epoch)."""
         if not seqs:
             raise ValueError("no training sequences to batch")
-        self.seqs = list(seqs)
         self.batch_size, self.buckets, self.pad_id = batch_size, tuple(buckets), pad_id
         self.seed, self.shuffle = seed, shuffle
-        self.bucket_of = np.asarray([bucket_for(len(s.ids), self.buckets) for s in self.seqs])
+        self._seqs_for_epoch = seqs_for_epoch
+        self._epoch_seqs = (0, list(seqs))
         self.position = Position()
         self._plan: tuple[int, list[tuple[int, np.ndarray]]] | None = None
+
+    def seqs(self, epoch: int) -> list[Encoded]:
+        """The sequences of `epoch`."""
+        if self._seqs_for_epoch is not None and self._epoch_seqs[0] != epoch:
+            self._epoch_seqs = (epoch, list(self._seqs_for_epoch(epoch)))
+        return self._epoch_seqs[1]
+
+    def _bucket_of(self, epoch: int) -> np.ndarray:
+        return np.asarray([bucket_for(len(s.ids), self.buckets) for s in self.seqs(epoch)])
 
     def epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
         """[(bucket length, row indices)] for `epoch`: rows shuffled, grouped by bucket, batches shuffled."""
         rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self.seqs)) if self.shuffle else np.arange(len(self.seqs))
+        n, bucket_of = len(self.seqs(epoch)), self._bucket_of(epoch)
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
         plan = []
         for b in self.buckets:
-            rows = order[self.bucket_of[order] == b]
+            rows = order[bucket_of[order] == b]
             plan += [(b, rows[i:i + self.batch_size]) for i in range(0, len(rows), self.batch_size)]
         if self.shuffle:
             plan = [plan[i] for i in rng.permutation(len(plan))]
@@ -97,7 +108,8 @@ class BatchIterator:
 
     def bucket_counts(self) -> dict[int, int]:
         """Sequences per bucket length."""
-        return {b: int((self.bucket_of == b).sum()) for b in self.buckets if (self.bucket_of == b).any()}
+        bucket_of = self._bucket_of(self.position.epoch)
+        return {b: int((bucket_of == b).sum()) for b in self.buckets if (bucket_of == b).any()}
 
     def state(self) -> dict[str, int]:
         """JSON-able position, saved with the checkpoint."""
@@ -120,4 +132,5 @@ class BatchIterator:
             return next(self)
         length, rows = plan[index]
         self.position = Position(epoch, index + 1)
-        return pad_batch([self.seqs[r] for r in rows], length, self.batch_size, self.pad_id)
+        seqs = self.seqs(epoch)
+        return pad_batch([seqs[r] for r in rows], length, self.batch_size, self.pad_id)

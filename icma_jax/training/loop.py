@@ -1,0 +1,190 @@
+"""`train_and_evaluate(config, workdir)`: ICMA's In-Context Molecule Tuning from data files to metrics.
+
+Reads as the run does: validate config → load data → model → neighbours → prompts → bucketed batches →
+train (resuming from DIR/checkpoints) → generate for the test split → predictions and metrics. Every
+user-facing check (config keys, data files, model vs cutoff) happens before anything is compiled.
+Re-running the same command with the same DIR resumes; a run killed at any point continues with the
+same per-step losses, because the RNG, the state and the data-iterator position are checkpointed and
+everything else (neighbours, selections, prompts) is a deterministic function of the config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from icma_jax import config as config_lib
+from icma_jax.config import Config
+from icma_jax.data import context
+from icma_jax.data.batching import BatchIterator
+from icma_jax.eval import evaluate
+from icma_jax.training import backbone as backbone_lib
+from icma_jax.training.checkpoint import Checkpointer, abstract_state
+from icma_jax.training.optim import make_optimizer
+from icma_jax.training.run_log import RunLog, count_summary
+from icma_jax.training.sharding import make_mesh
+from icma_jax.training.state import create_state
+from icma_jax.training.step import StepConfig, check_finite, device_put_batch, make_train_step
+
+
+def maybe_initialize_distributed() -> None:
+    """`jax.distributed.initialize()` when launched as one of several processes (env-detected)."""
+    markers = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES")
+    multi = any(os.environ.get(m) for m in markers) and int(os.environ.get("SLURM_NTASKS", "2")) > 1
+    if multi and not jax.distributed.is_initialized():
+        jax.distributed.initialize()
+
+
+def _log(msg: str) -> None:
+    if jax.process_index() == 0:
+        print(msg, flush=True)
+
+
+def _write_config(workdir: pathlib.Path, cfg: Config) -> None:
+    """DIR/config.json; a different config in an existing run directory is an error (resume would mix them)."""
+    path, new = workdir / "config.json", config_lib.to_dict(cfg)
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if json.loads(json.dumps(new)) != old:
+            diff = sorted(f"{g}.{k}" for g in new for k in new[g] if old.get(g, {}).get(k) != json.loads(
+                json.dumps(new[g][k])))
+            raise ValueError(f"{path} holds a different config (fields {', '.join(diff)}); use a new --workdir "
+                             "or the same config to resume")
+    elif jax.process_index() == 0:
+        path.write_text(json.dumps(new, indent=2) + "\n")
+
+
+def _check_fits(cfg: Config, lm_config, mesh, n_seqs: int, total_steps: int) -> None:
+    """Model length, batch divisibility and schedule checks — all before anything is compiled."""
+    need = max(cfg.prompt.cutoff_len, cfg.train.buckets[-1])
+    if lm_config.max_positions < need:
+        raise ValueError(f"model {cfg.model.name} has {lm_config.max_positions} positions but "
+                         f"prompt.cutoff_len / train.buckets need {need}: lower --config.prompt.cutoff_len")
+    split = cfg.train.grad_accum * mesh.shape["data"] * mesh.shape["fsdp"]
+    if cfg.train.batch_size % split or cfg.train.batch_size % jax.process_count():
+        raise ValueError(f"train.batch_size={cfg.train.batch_size} must divide by grad_accum × data × fsdp = "
+                         f"{split} and by the {jax.process_count()} processes")
+    if n_seqs == 0:
+        raise ValueError("no training queries: check data.train_split / data.train_limit")
+    if cfg.train.warmup_steps > total_steps:
+        raise ValueError(f"train.warmup_steps={cfg.train.warmup_steps} exceeds the run's {total_steps} steps")
+
+
+def _host_rows(batch: Any) -> Any:
+    """This process's contiguous share of the global batch rows (all of it on one host)."""
+    n, i = jax.process_count(), jax.process_index()
+    return jax.tree.map(lambda x: x[i * (x.shape[0] // n):(i + 1) * (x.shape[0] // n)], batch)
+
+
+def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdir: str | os.PathLike) -> dict:
+    """Runs (or resumes) a whole ICMA run in `workdir`; returns the test metrics (and the zero-shot ones)."""
+    cfg = config if isinstance(config, Config) else config_lib.from_config_dict(config)
+    maybe_initialize_distributed()
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _write_config(workdir, cfg)
+    splits = context.load_splits(cfg.data)
+    for summary in dict.fromkeys(s.report.summary() for s in (splits.database, splits.train, splits.test)):
+        _log(summary)
+
+    mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
+    lm_config, tokenizer = backbone_lib.describe(cfg.model)
+    nb = context.neighbours_for_run(cfg, splits, workdir)
+    seqs_for_epoch = _sequences(cfg, splits, nb.train, tokenizer)
+    seqs, report = seqs_for_epoch(0)
+    _log(f"training prompts: {report.summary()}")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    iterator = BatchIterator(seqs, batch_size=cfg.train.batch_size, buckets=cfg.train.buckets, pad_id=pad_id,
+                             seed=cfg.train.seed, seqs_for_epoch=(lambda e: seqs_for_epoch(e)[0])
+                             if cfg.selection.resample_each_epoch else None)
+    total = cfg.train.max_steps or cfg.train.epochs * iterator.batches_per_epoch
+    _check_fits(cfg, lm_config, mesh, len(seqs), total)
+    _log(f"{len(seqs)} sequences in buckets {iterator.bucket_counts()}; {iterator.batches_per_epoch} batches "
+         f"per epoch; {total} steps")
+
+    init_key, dropout_key = jax.random.split(jax.random.key(cfg.train.seed))
+    backbone = backbone_lib.load_backbone(cfg.model, lm_config, tokenizer, mesh, init_key)
+    n_trainable = int(sum(x.size for x in jax.tree.leaves(backbone.trainable)))
+    n_total = backbone.n_params + (n_trainable if cfg.model.finetune == "lora" else 0)
+    _log(count_summary(n_total, n_trainable))
+
+    optimizer = make_optimizer(cfg.train.lr, cfg.train.warmup_steps, total, cfg.train.b1, cfg.train.b2,
+                               cfg.train.eps, cfg.train.weight_decay, cfg.train.clip_norm)
+    state, state_sharding = create_state(backbone.trainable, optimizer, backbone.trainable_sharding)
+    ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=cfg.train.keep_checkpoints)
+    rng = dropout_key
+    if ckpt.latest_step() is not None:
+        state, rng, data_pos = ckpt.restore(abstract_state(state, state_sharding))
+        iterator.restore(data_pos)
+        _log(f"resumed from {ckpt.directory}/{int(state.step)} (data position {data_pos})")
+    step_fn = make_train_step(backbone.module.apply, optimizer, mesh, state_sharding, backbone.base_sharding,
+                              StepConfig(mode=cfg.model.finetune, accum_steps=cfg.train.grad_accum,
+                                         compute_dtype=None, dropout=True))
+
+    start = int(state.step)
+    log = RunLog(workdir, total_steps=total, start_step=start)
+    pending, t_last = None, time.time()
+
+    def flush(pending) -> None:
+        step, metrics, t0 = pending
+        metrics = jax.device_get(metrics)
+        check_finite(metrics, step)
+        dt = max(time.time() - t0, 1e-9)
+        log.step(step, {"loss": metrics["loss"], "lr": metrics["lr"], "grad_norm": metrics["grad_norm"],
+                        "tokens": metrics["n_tokens"], "tokens_per_s": float(metrics["tokens_total"]) / dt})
+
+    try:
+        for step in range(start + 1, total + 1):
+            batch = next(iterator)
+            n_tokens_total = int(batch.mask_BxL.sum())
+            state, metrics = step_fn(state, backbone.base, device_put_batch(_host_rows(batch), mesh), rng)
+            metrics = {**metrics, "tokens_total": n_tokens_total}
+            if pending is not None:  # fetch step N-1 after dispatching step N (async dispatch)
+                flush(pending)
+            pending, t_last = (step, metrics, t_last), time.time()
+            if step % cfg.train.checkpoint_every == 0 or step == total:
+                flush(pending)  # never checkpoint a state whose loss was not finite
+                pending = None
+                ckpt.save(step, state, rng, iterator.state(), force=True)
+            if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != total:
+                res = evaluate.evaluate_split(cfg, backbone, state.trainable, splits, nb.test, workdir,
+                                              limit=cfg.train.eval_subset, tag=f"step{step}")
+                log.scalars("eval", step, res)
+        if pending is not None:
+            flush(pending)
+    finally:
+        ckpt.wait_until_finished()
+        ckpt.close()
+        log.finish()
+
+    results = {}
+    if not cfg.eval.skip:
+        results["test"] = evaluate.evaluate_split(cfg, backbone, state.trainable, splits, nb.test, workdir)
+        if cfg.eval.zero_shot_baseline:
+            untuned = backbone.base if cfg.model.finetune == "lora" else backbone.trainable  # never donated
+            results["zero_shot"] = evaluate.evaluate_zero_shot(cfg, splits, workdir, backbone, untuned)
+        _log(evaluate.results_table(results, cfg.data.task))
+    return results
+
+
+def _sequences(cfg: Config, splits: context.Splits, neighbours: list[np.ndarray], tokenizer):
+    """epoch -> (training sequences, truncation report); selections are seeded by (seed, epoch)."""
+    cache: dict[int, tuple] = {}
+
+    def for_epoch(epoch: int):
+        key = epoch if cfg.selection.resample_each_epoch else 0
+        if key not in cache:
+            chosen = ([np.zeros(0, np.int64)] * len(splits.train) if cfg.prompt.zero_shot
+                      else context.select_examples(neighbours, cfg.selection, cfg.train.seed, key))
+            cache.clear()
+            cache[key] = context.training_sequences(cfg, splits, chosen, tokenizer)
+        return cache[key]
+
+    return for_epoch
