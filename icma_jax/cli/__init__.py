@@ -14,6 +14,7 @@ COMMANDS = (
     "generate",
     "export",
     "retrieve",
+    "train_encoder",
 )
 
 

@@ -107,7 +107,7 @@ def load_encoder(path: str | pathlib.Path) -> tuple[GIN, dict, list[str]]:
     model = GIN(num_layers=int(meta["num_layers"]), emb_dim=int(meta["emb_dim"]))
     from icma_jax.data.graphs import batch_graphs, featurize  # noqa: PLC0415
 
-    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), batch_graphs([featurize("CC")]), train=False))
+    abstract = jax.eval_shape(lambda g: model.init(jax.random.key(0), g, train=False), batch_graphs([featurize("CC")]))
     with ocp.CheckpointManager(path.absolute()) as mngr:
         step = mngr.latest_step()
         if step is None:
