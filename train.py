@@ -7,7 +7,7 @@ Re-running the same command resumes from the latest checkpoint in --workdir. Eve
 icma_jax.training.loop.train_and_evaluate (importable from a notebook).
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from icma_jax.training import loop
@@ -20,6 +20,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # library INFO chatter (Orbax, XLA) off; progress is printed
     loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

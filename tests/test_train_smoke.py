@@ -130,3 +130,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, shared_data, mo
     assert ckpt.latest_step() == max(losses) >= 1  # every kept checkpoint had a finite loss
     assert not (tmp_path / "eval_test.json").exists()
     ckpt.close()
+
+
+def test_cli_train_is_train_py_and_rejects_unknown_overrides(tmp_path, env):
+    proc = subprocess.run([sys.executable, "-m", "icma_jax.cli", "train", f"--config={TINY}",
+                           f"--workdir={tmp_path}", "--config.train.learning_rate=1e-4"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "icma-jax train: error: unknown config key" in proc.stderr and "learning_rate" in proc.stderr

@@ -27,7 +27,7 @@ def _config_root(flags: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from absl import app, flags
+    from absl import app, flags, logging
     from ml_collections import config_flags
 
     from icma_jax.training import loop
@@ -37,10 +37,19 @@ def run(args: argparse.Namespace) -> int:
     workdir = flags.DEFINE_string("workdir", None, "run directory")
     flags.mark_flags_as_required(["config", "workdir"])
 
+    started = []
+
     def main(argv: list[str]) -> None:
+        started.append(True)
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        logging.set_verbosity(logging.WARNING)
         loop.train_and_evaluate(config.value, workdir.value)
 
-    app.run(main, argv=["icma-jax train", *args.flags])
+    try:
+        app.run(main, argv=["icma-jax train", *args.flags])
+    except AttributeError as e:  # while parsing flags: an override names a key the config does not have
+        if started:
+            raise
+        raise ValueError(f"unknown config key in an override ({e}); keys are listed in icma_jax/config.py") from None
     return 0

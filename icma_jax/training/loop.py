@@ -34,11 +34,15 @@ from icma_jax.training.state import create_state
 from icma_jax.training.step import StepConfig, check_finite, device_put_batch, make_train_step
 
 
+def _launched_on_several_hosts() -> bool:
+    env = os.environ.get
+    return bool(env("JAX_COORDINATOR_ADDRESS") or int(env("SLURM_NTASKS", "1")) > 1
+                or int(env("OMPI_COMM_WORLD_SIZE", "1")) > 1 or "," in env("TPU_WORKER_HOSTNAMES", ""))
+
+
 def maybe_initialize_distributed() -> None:
-    """`jax.distributed.initialize()` when launched as one of several processes (env-detected)."""
-    markers = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES")
-    multi = any(os.environ.get(m) for m in markers) and int(os.environ.get("SLURM_NTASKS", "2")) > 1
-    if multi and not jax.distributed.is_initialized():
+    """`jax.distributed.initialize()` (cluster auto-detected) when launched as one of several processes."""
+    if _launched_on_several_hosts() and not jax.distributed.is_initialized():
         jax.distributed.initialize()
 
 

@@ -61,3 +61,13 @@ def test_seeded_shuffle_differs_per_epoch_and_resumes_exactly():
         np.testing.assert_array_equal(next(c).tokens_BxL, want)
     d = BatchIterator(seqs, batch_size=2, buckets=(4,), pad_id=0, seed=8)
     assert not all(np.array_equal(next(d).tokens_BxL, want) for want in order[:8])
+
+
+def test_sequences_redrawn_per_epoch_are_used_and_resumable():
+    by_epoch = {e: _seqs([2 + e] * 4) for e in range(3)}  # each epoch: other sequences, other length
+    it = BatchIterator(by_epoch[0], batch_size=2, buckets=(4, 8), pad_id=0, seed=1, seqs_for_epoch=by_epoch.get)
+    lengths = [int(next(it).mask_BxL.sum(axis=1).max()) for _ in range(6)]
+    assert lengths == [2, 2, 3, 3, 4, 4]
+    it2 = BatchIterator(by_epoch[0], batch_size=2, buckets=(4, 8), pad_id=0, seed=1, seqs_for_epoch=by_epoch.get)
+    it2.restore({"epoch": 2, "index": 1})
+    assert int(next(it2).mask_BxL.sum(axis=1).max()) == 4
