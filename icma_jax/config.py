@@ -27,7 +27,6 @@ TRUNCATIONS = ("drop_examples", "right")
 FINETUNES = ("full", "lora")
 DTYPES = ("float32", "bfloat16", "float16")
 DECODINGS = ("sample", "greedy")
-METRIC_TOKENIZERS = ("scibert", "t5")
 
 
 def _one_of(name: str, value: Any, allowed: tuple) -> None:
@@ -189,13 +188,15 @@ class EvalConfig:
     repetition_penalty: float = 0.0  # 0 = the paper's per-task value (0.8 Cap2Mol, 1.0 Mol2Cap)
     max_new_tokens: int = 256
     batch_size: int = 8
-    metric_tokenizer: str = "scibert"  # Mol2Cap word pieces: scibert (MolT5's script) | t5 (ICMA's)
+    metric_tokenizer: str = "scibert"  # Mol2Cap tokens: scibert (MolT5's script) or a vocab.txt / HF tokenizer
+    # folder (e.g. MolT5's T5 tokenizer, ICMA's own protocol)
     zero_shot_baseline: bool = False  # also evaluate the untuned model with the zero-shot prompt
     skip: bool = False  # True: train only
 
     def __post_init__(self):
         _one_of("eval.decoding", self.decoding, DECODINGS)
-        _one_of("eval.metric_tokenizer", self.metric_tokenizer, METRIC_TOKENIZERS)
+        if not self.metric_tokenizer:
+            raise ValueError("config field eval.metric_tokenizer must not be empty (default: 'scibert')")
         _at_least("eval.temperature", self.temperature, 0.0)
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"config field eval.top_p={self.top_p!r} must be in (0, 1]")
