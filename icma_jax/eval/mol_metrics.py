@@ -23,6 +23,9 @@ from icma_jax.eval.text_metrics import corpus_bleu_score
 
 CAP2MOL_KEYS = ("bleu", "exact_match", "levenshtein", "validity", "maccs_fts", "rdk_fts", "morgan_fts", "fcd")
 MORGAN_RADIUS = 2
+# ChemNet runs its LSTM over >= 350 padded steps per batch, so on a CPU the time goes with the number of
+# batches; 1024 rows per batch instead of fcd's 128 is ~3x faster with identical activations on CPU.
+FCD_BATCH = 1024
 
 
 @contextlib.contextmanager
@@ -58,31 +61,37 @@ def inchi_of(mol: Chem.Mol | None) -> str | None:
         return None
 
 
-def fingerprint_similarities(ref: Chem.Mol, pred: Chem.Mol, morgan: rdFingerprintGenerator.FingerprintGenerator64) -> tuple[float, float, float]:
+def fingerprint_similarities(
+    ref: Chem.Mol, pred: Chem.Mol, morgan: rdFingerprintGenerator.FingerprintGenerator64
+) -> tuple[float, float, float]:
     """(MACCS, RDK, count-Morgan) Tanimoto similarities of two molecules."""
     maccs = DataStructs.TanimotoSimilarity(MACCSkeys.GenMACCSKeys(ref), MACCSkeys.GenMACCSKeys(pred))
     rdk = DataStructs.TanimotoSimilarity(Chem.RDKFingerprint(ref), Chem.RDKFingerprint(pred))
-    counts = DataStructs.TanimotoSimilarity(morgan.GetSparseCountFingerprint(ref), morgan.GetSparseCountFingerprint(pred))
+    counts = DataStructs.TanimotoSimilarity(
+        morgan.GetSparseCountFingerprint(ref), morgan.GetSparseCountFingerprint(pred)
+    )
     return float(maccs), float(rdk), float(counts)
 
 
 def fcd_distance(ref_mols: Sequence[Chem.Mol], pred_mols: Sequence[Chem.Mol]) -> tuple[float | None, str]:
     """(FCD, note) between two molecule sets with the `fcd` package's ChemNet; (None, why) if impossible."""
     if len(ref_mols) < 2 or len(pred_mols) < 2:
-        return None, f"FCD not computed: needs at least 2 valid molecules per side ({len(ref_mols)} refs, {len(pred_mols)} predictions)"
+        return None, (f"FCD not computed: needs at least 2 valid molecules per side "
+                      f"({len(ref_mols)} refs, {len(pred_mols)} predictions)")
     try:
         import fcd
     except ImportError as e:
-        return None, f"FCD not computed: the `fcd` package (ChemNet weights) is not importable ({e}); pip install 'icma-jax[torch]'"
+        return None, (f"FCD not computed: the `fcd` package (ChemNet weights) is not importable ({e}); "
+                      "pip install 'icma-jax[torch]'")
     # MolT5's fcd_metric.py: canonical SMILES (fcd.canonical = MolToSmiles(MolFromSmiles(s))) on both sides.
     ref_smiles = [Chem.MolToSmiles(m) for m in ref_mols]
     pred_smiles = [Chem.MolToSmiles(m) for m in pred_mols]
     model = fcd.load_ref_model()
     with warnings.catch_warnings():  # long SMILES lengthen ChemNet's padding; fcd warns, MolT5 ran the same
         warnings.filterwarnings("ignore", message="Padding lengths differing")
-        # = fcd.get_fcd, with the one-hot encoding done in this process (n_jobs=0: no DataLoader worker).
-        act_ref = fcd.get_predictions(model, ref_smiles, n_jobs=0)
-        act_pred = fcd.get_predictions(model, pred_smiles, n_jobs=0)
+        # = fcd.get_fcd, with bigger batches and the one-hot encoding in this process (no DataLoader worker).
+        act_ref = fcd.get_predictions(model, ref_smiles, batch_size=FCD_BATCH, n_jobs=0)
+        act_pred = fcd.get_predictions(model, pred_smiles, batch_size=FCD_BATCH, n_jobs=0)
     value = fcd.calculate_frechet_distance(
         mu1=np.mean(act_ref, axis=0), sigma1=np.cov(act_ref.T), mu2=np.mean(act_pred, axis=0), sigma2=np.cov(act_pred.T)
     )

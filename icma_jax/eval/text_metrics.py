@@ -19,7 +19,9 @@ from icma_jax.eval.wordpiece import SCIBERT, TextTokenizer, load_text_tokenizer
 MOL2CAP_KEYS = ("bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor")
 
 
-def corpus_bleu_score(refs_tokens: Sequence[list[str]], hyps_tokens: Sequence[list[str]], weights: tuple[float, ...]) -> float:
+def corpus_bleu_score(
+    refs_tokens: Sequence[list[str]], hyps_tokens: Sequence[list[str]], weights: tuple[float, ...]
+) -> float:
     """nltk `corpus_bleu` with one reference per row and no smoothing (0 when an n-gram order has no match)."""
     with warnings.catch_warnings():  # nltk warns "0 counts of n-gram overlaps" and returns 0, as MolT5 got
         warnings.simplefilter("ignore", UserWarning)

@@ -100,7 +100,9 @@ def wordnet_source(folder: str | os.PathLike | None = None) -> pathlib.Path | No
         path = pathlib.Path(explicit)
         missing = _missing(path)
         if missing:
-            raise WordNetMissingError(f"{path}: not a WordNet 3.0 folder (missing {', '.join(missing)}). {INSTALL_HINT}")
+            raise WordNetMissingError(
+                f"{path}: not a WordNet 3.0 folder (missing {', '.join(missing)}). {INSTALL_HINT}"
+            )
         return path
     if _nltk_installed():
         return None
@@ -127,5 +129,7 @@ def load_wordnet(folder: str | None = None) -> WordNetCorpusReader:
             _allow(nltk_root)
             reader = WordNetCorpusReader(str(mirror), None)
     if reader.get_version() != "3.0":
-        raise WordNetMissingError(f"{source}: WordNet {reader.get_version()} found, MolT5's METEOR used 3.0. {INSTALL_HINT}")
+        raise WordNetMissingError(
+            f"{source}: WordNet {reader.get_version()} found, MolT5's METEOR used 3.0. {INSTALL_HINT}"
+        )
     return reader

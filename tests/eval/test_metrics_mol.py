@@ -78,11 +78,8 @@ def test_no_valid_prediction_leaves_similarities_undefined():
 
 
 @pytest.mark.torch
-def test_fcd_of_a_set_with_itself_is_zero_and_grows_with_difference():
-    fcd = pytest.importorskip("fcd")
+def test_fcd_of_a_set_with_itself_is_zero():
+    fcd = pytest.importorskip("fcd")  # a set against a different one: the golden FCD in test_metrics_regression
     mols = [Chem.MolFromSmiles(s) for s in ("CCO", "c1ccccc1O", "CC(=O)O", "CCN(CC)CC", "C1CCCCC1", "OC(=O)c1ccccc1")]
     same, note = fcd_distance(mols, mols)
     assert same == pytest.approx(0.0, abs=1e-3) and fcd.__version__ in note
-    other = [Chem.MolFromSmiles(s) for s in ("CCCCCCCCCC", "CCCCCCCC", "CCCCCCCCCCCC", "CCCCCC", "CCCCCCCCC", "CCCCCCC")]
-    far, _ = fcd_distance(mols, other)
-    assert far > 1.0

@@ -104,3 +104,38 @@ def test_bad_arguments():
         mol2cap_metrics(["a", "b"], ["a"])
     with pytest.raises(ValueError, match="no rows"):
         mol2cap_metrics([], [])
+
+
+def test_any_hf_tokenizer_folder_truncates_and_drops_its_own_pad(tmp_path: pathlib.Path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<unk>": 1, "the": 2, "acid": 3, "is": 4, "red": 5}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>").save_pretrained(tmp_path)
+    tok = load_text_tokenizer(str(tmp_path), max_length=3)
+    assert tok.tokenize("the <pad> acid is red") == ["the", "acid"]  # 3 kept, then "<pad>" dropped
+    assert tok.tokenize("the blue acid") == ["the", "<unk>", "acid"]
+
+
+def test_wordnet_from_a_debian_style_folder_is_copied_with_lexnames(tmp_path: pathlib.Path, monkeypatch):
+    from icma_jax.eval import wordnet
+
+    if wordnet._missing(wordnet.DEBIAN_DIR):
+        pytest.skip("Debian's wordnet-base/wordnet-sense-index are not installed here (nltk's corpus is used)")
+    monkeypatch.setenv("ICMA_CACHE_DIR", str(tmp_path))
+    reader = wordnet.load_wordnet.__wrapped__(str(wordnet.DEBIAN_DIR))  # uncached: build the copy in tmp_path
+    copied = tmp_path / "nltk_data" / "corpora" / "wordnet"
+    assert (copied / "lexnames").read_bytes() == wordnet.LEXNAMES.read_bytes()
+    assert not (wordnet.DEBIAN_DIR / "lexnames").exists()
+    assert "automobile" in {lemma.name() for s in reader.synsets("car") for lemma in s.lemmas()}
+    assert reader.get_version() == "3.0"
+
+
+def test_missing_wordnet_says_how_to_install(tmp_path: pathlib.Path, monkeypatch):
+    from icma_jax.eval import wordnet
+
+    monkeypatch.setenv("ICMA_WORDNET_DIR", str(tmp_path))
+    with pytest.raises(wordnet.WordNetMissingError, match="missing data.noun.*apt-get install .*wordnet-base wordnet-sense-index"):
+        wordnet.wordnet_source()
