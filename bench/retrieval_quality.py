@@ -1,0 +1,77 @@
+"""Retrieval quality as a caption predictor: each ChEBI-20 test molecule's top-1 neighbour's caption is
+scored as its "prediction" with the MolT5 metric suite (SciBERT wordpieces), one row per retriever.
+
+Database: ChEBI-20 train when present, else validation. Retrievers: random (seeded), pathfp (the
+original's "morgan"), morgan (radius 2), an untrained GIN (seeded random init), and the trained GIN
+given with --encoder (an `icma-jax train-encoder` folder or a Mole-BERT .pth).
+
+Usage: python bench/retrieval_quality.py [--data-dir DIR] [--encoder DIR] [--limit N]
+"""
+
+import argparse
+import pathlib
+import time
+
+from icma_jax.data.graphs import batch_graphs, featurize
+from icma_jax.data.sources import load_dataset_split
+from icma_jax.eval.metrics import mol2cap_metrics
+from icma_jax.models.gnn import GIN, init_variables
+from icma_jax.retrieval import graph_knn
+from icma_jax.retrieval.index import Neighbours, from_positions
+from icma_jax.retrieval.retrieve import retrieve
+
+KEYS = ("bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor")
+
+
+def _untrained_gin(database, queries, seed: int) -> Neighbours:
+    model = GIN()
+    variables = init_variables(model, batch_graphs([featurize("CCO")]), seed=seed)
+    db_emb, bad_db = graph_knn.embed_smiles(model, variables, database.smiles)
+    q_emb, bad_q = graph_knn.embed_smiles(model, variables, queries.smiles)
+    rows, scores = graph_knn.cosine_topk(q_emb, db_emb, 1, None, bad_q, bad_db)
+    return from_positions("gnn-untrained", queries, database, rows, scores, bad_q)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    shared = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+    ap.add_argument("--data-dir", default=str(shared) if shared.is_dir() else None)
+    ap.add_argument("--encoder", default=None, help="trained GIN (train-encoder folder or .pth)")
+    ap.add_argument("--limit", type=int, default=0, help="first N test molecules only (0 = all)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    try:
+        database, db_name = load_dataset_split("chebi20", "train", args.data_dir), "train"
+    except FileNotFoundError:
+        database, db_name = load_dataset_split("chebi20", "validation", args.data_dir), "validation"
+    queries = load_dataset_split("chebi20", "test", args.data_dir)
+    if args.limit:
+        queries = queries.select(range(min(args.limit, len(queries))))
+    print(f"ChEBI-20 test ({len(queries)} molecules) -> database {db_name} ({len(database)} rows); "
+          f"prediction = top-1 neighbour's caption; metrics: MolT5 suite, SciBERT wordpieces")
+    runs = [("random", lambda: retrieve("mol2cap", "random", database, queries, 1, seed=args.seed)),
+            ("pathfp", lambda: retrieve("mol2cap", "pathfp", database, queries, 1)),
+            ("morgan", lambda: retrieve("mol2cap", "morgan", database, queries, 1)),
+            ("gin (untrained)", lambda: _untrained_gin(database, queries, args.seed))]
+    if args.encoder:
+        runs.append(("gin (trained)", lambda: retrieve("mol2cap", "gnn", database, queries, 1, encoder=args.encoder)))
+    else:
+        print("(no --encoder given: the trained GIN row is skipped)")
+    pos_of_row = {int(r): i for i, r in enumerate(database.rows)}
+    texts = database.texts
+    header = f"{'retriever':<16} " + " ".join(f"{k:>7}" for k in KEYS) + "  no-neighbour  seconds"
+    lines = [header, "-" * len(header)]
+    for name, fn in runs:
+        t0 = time.perf_counter()
+        nb = fn()
+        secs = time.perf_counter() - t0
+        preds = [texts[pos_of_row[int(r[0])]] if len(r) else "" for r in nb.rows]
+        m = mol2cap_metrics(queries.texts, preds)
+        lines.append(f"{name:<16} " + " ".join(f"{m[k]:7.4f}" for k in KEYS)
+                     + f"  {sum(1 for r in nb.rows if len(r) == 0):>12}  {secs:7.1f}")
+        print(lines[-1], flush=True)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
