@@ -158,7 +158,9 @@ class Attention(nn.Module):
                       self.deterministic, name=name)
 
     @nn.compact
-    def __call__(self, x_BxTxD, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv):
+    def __call__(self, x_BxTxD, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv, layer):
+        """`cache_kv`: None or the whole (k, v) cache, N x B x S x K x H; this layer reads slice `layer` and writes
+        only its new T entries back in place (so a decode step moves O(T) cache memory, not O(S))."""
         c = self.config
         b, t, _ = x_BxTxD.shape
         n, kh, h = c.n_heads, c.n_kv_heads, c.head_dim
@@ -168,10 +170,11 @@ class Attention(nn.Module):
         if c.family != "opt":
             inv_freq = rope_inv_freq(c)
             q, k = apply_rope(q, pos_BxT, inv_freq), apply_rope(k, pos_BxT, inv_freq)
-        if cache_kv is not None:  # write the new keys/values at slots q_slot_T[0] ... and attend over the cache
+        if cache_kv is not None:
             start = q_slot_T[0]
-            k = jax.lax.dynamic_update_slice(cache_kv[0], k.astype(cache_kv[0].dtype), (0, start, 0, 0))
-            v = jax.lax.dynamic_update_slice(cache_kv[1], v.astype(cache_kv[1].dtype), (0, start, 0, 0))
+            k_full, v_full = (jax.lax.dynamic_update_slice(x, y.astype(x.dtype)[None], (layer, 0, start, 0, 0))
+                              for x, y in zip(cache_kv, (k, v)))
+            cache_kv = (k_full, v_full)
+            k, v = k_full[layer], v_full[layer]
         o = attention(q, k, v, kv_mask_BxS, q_slot_T, c.sliding_window).reshape(b, t, n * h)
-        out = self._linear(self.out_name, c.d_model, ("heads", "embed"))(o)
-        return out, (None if cache_kv is None else (k, v))
+        return self._linear(self.out_name, c.d_model, ("heads", "embed"))(o), cache_kv

@@ -20,16 +20,17 @@ class LlamaBlock(nn.Module):
     deterministic: bool = True
 
     @nn.compact
-    def __call__(self, h_BxTxD, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv):
+    def __call__(self, carry, pos_BxT, kv_mask_BxS, q_slot_T, layer):
+        h_BxTxD, cache_kv = carry
         c = self.config
         dt, pdt = dtype_of(c.dtype), dtype_of(c.param_dtype)
         x = RMSNorm(c.norm_eps, dt, pdt, name="input_layernorm")(h_BxTxD)
         a, cache_kv = Attention(c, "o_proj", self.lora, self.deterministic, name="self_attn")(
-            x, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv)
+            x, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv, layer)
         h_BxTxD = h_BxTxD + a
         x = RMSNorm(c.norm_eps, dt, pdt, name="post_attention_layernorm")(h_BxTxD)
         mlp = _MLP(c, self.lora, self.deterministic, name="mlp")
-        return h_BxTxD + mlp(x), cache_kv
+        return (h_BxTxD + mlp(x), cache_kv), None
 
 
 class _MLP(nn.Module):

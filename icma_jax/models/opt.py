@@ -27,14 +27,15 @@ class OPTBlock(nn.Module):
                       name=name)
 
     @nn.compact
-    def __call__(self, h_BxTxD, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv):
+    def __call__(self, carry, pos_BxT, kv_mask_BxS, q_slot_T, layer):
+        h_BxTxD, cache_kv = carry
         c = self.config
         dt, pdt = dtype_of(c.dtype), dtype_of(c.param_dtype)
         attn_norm = LayerNorm(c.norm_eps, dt, pdt, name="self_attn_layer_norm")
         mlp_norm = LayerNorm(c.norm_eps, dt, pdt, name="final_layer_norm")
         x = attn_norm(h_BxTxD) if c.pre_norm else h_BxTxD
         a, cache_kv = Attention(c, "out_proj", self.lora, self.deterministic, name="self_attn")(
-            x, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv)
+            x, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv, layer)
         h_BxTxD = h_BxTxD + a
         h_BxTxD = h_BxTxD if c.pre_norm else attn_norm(h_BxTxD)
         x = mlp_norm(h_BxTxD) if c.pre_norm else h_BxTxD
@@ -42,4 +43,4 @@ class OPTBlock(nn.Module):
         f_BxTxF = nn.relu(f_BxTxF) if c.activation == "relu" else jax.nn.gelu(f_BxTxF, approximate=False)
         h_BxTxD = h_BxTxD + self._fc("fc2", c.d_model, ("mlp", "embed"))(f_BxTxF)
         h_BxTxD = h_BxTxD if c.pre_norm else mlp_norm(h_BxTxD)
-        return h_BxTxD, cache_kv
+        return (h_BxTxD, cache_kv), None

@@ -75,14 +75,14 @@ class CausalLM(nn.Module):
                          in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0), length=c.n_layers,
                          metadata_params={nn.PARTITION_NAME: "layers"})
         cache_kv = None if cache is None else (cache.k_NxBxSxKxH, cache.v_NxBxSxKxH)
-        h_BxTxD, new_kv = layers(c, self.lora, deterministic, name="layers")(h_BxTxD, pos_BxT, kv_mask_BxS, q_slot_T,
-                                                                             cache_kv)
+        (h_BxTxD, new_kv), _ = layers(c, self.lora, deterministic, name="layers")(
+            (h_BxTxD, cache_kv), pos_BxT, kv_mask_BxS, q_slot_T, jnp.arange(c.n_layers))
         if c.family == "opt":
             h_BxTxD = LayerNorm(c.norm_eps, dt, pdt, name="final_layer_norm")(h_BxTxD) if c.pre_norm else h_BxTxD
         else:
             h_BxTxD = RMSNorm(c.norm_eps, dt, pdt, name="norm")(h_BxTxD)
-        if c.tie_embeddings:
-            logits_BxTxV = embed.attend(h_BxTxD)
+        if c.tie_embeddings:  # dot_general on the V x D table directly (`attend` transposes a copy of it)
+            logits_BxTxV = jnp.einsum("btd,vd->btv", h_BxTxD, embed.embedding.astype(dt))
         else:
             logits_BxTxV = Linear(c.vocab_size, ("embed", "vocab"), False, dt, pdt, name="lm_head")(h_BxTxD)
         logits_BxTxV = logits_BxTxV.astype(jnp.float32)
