@@ -72,7 +72,7 @@ class GIN(nn.Module):
 
 def init_variables(model: GIN, graphs: jraph.GraphsTuple, seed: int = 0) -> dict:
     """Fresh `{"params", "batch_stats"}` for `model` (shapes from any padded batch)."""
-    return dict(model.init(jax.random.key(seed), graphs, train=False))
+    return dict(jax.jit(lambda key, g: model.init(key, g, train=False))(jax.random.key(seed), graphs))
 
 
 # ---- PyTorch state_dict import (Hu et al. / Mole-BERT key names) ----

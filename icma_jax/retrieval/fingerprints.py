@@ -204,7 +204,7 @@ def _topk_one_length(queries: FingerprintSet, level: _Level, k: int, excluded: S
 
 
 def topk(queries: FingerprintSet, index: DatabaseIndex, k: int, excluded: Sequence[np.ndarray] | None = None,
-         batch_size: int = 256) -> tuple[list[np.ndarray], list[np.ndarray]]:
+         batch_size: int = 512) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each query's `k` most similar valid database rows (Tanimoto desc, then lower row); invalid
     queries get none. `excluded[q]` lists database positions query q must not return."""
     rows: list[np.ndarray] = []

@@ -50,7 +50,7 @@ def test_fold_matches_rdkit():
 @pytest.mark.parametrize("method", F.METHODS)
 def test_chebi_topk_parity(chebi, method):
     validation, test = chebi
-    db, picks = validation.select(range(0, len(validation), 3)), list(range(0, len(test), 400))
+    db, picks = validation.select(range(0, len(validation), 10)), list(range(0, len(test), 550))
     queries = [test.smiles[i] for i in picks]
     index = F.build_index(F.compute(db.smiles, method))
     rows, scores = F.topk(F.compute(queries, method), index, k=10, batch_size=4)

@@ -74,14 +74,14 @@ def test_checkpoint_round_trip_and_gnn_retrieval(tmp_path, trained, capsys):
         graph_knn.load_encoder(tmp_path)
 
 
-def test_cli_train_encoder_then_retrieve(tmp_path, chebi, capsys):
-    validation, _ = chebi
+def test_cli_train_encoder_then_retrieve(tmp_path, trained, capsys):
+    small, _ = trained
     data = tmp_path / "db.txt"
-    rows = [f"{r.cid}\t{r.smiles}\t{r.text}" for r in validation.records[:16]] + ["5\tC1CC(\ta broken molecule"]
+    rows = [f"{r.cid}\t{r.smiles}\t{r.text}" for r in small.records[:16]] + ["5\tC1CC(\ta broken molecule"]
     data.write_text("CID\tSMILES\tdescription\n" + "\n".join(rows) + "\n")
     rc = main(["train-encoder", "--database", str(data), "--out", str(tmp_path / "enc"), "--num-layers", "2",
                "--emb-dim", "16", "--caption-dim", "8", "--batch-size", "8", "--learning-rate", "3e-3",
-               "--max-steps", "2"])  # TINY's shapes: the jitted step is reused
+               "--max-steps", "2"])  # TINY's shapes on small molecules: the jitted step is reused
     assert rc == 0
     out = capsys.readouterr().out
     assert "skipped 1 molecules" in out and "lines [18]" in out and "trained 2 steps on 16 molecules" in out
@@ -89,5 +89,4 @@ def test_cli_train_encoder_then_retrieve(tmp_path, chebi, capsys):
                "--database", str(data), "--queries", str(data), "--k", "2", "--out", str(tmp_path / "nb.txt")])
     assert rc == 0 and "do not parse" in capsys.readouterr().out
     assert len((tmp_path / "nb.txt").read_text().splitlines()) == 16 * 2
-    split = load_split(data)
-    assert len(split) == 17
+    assert len(load_split(data)) == 17
