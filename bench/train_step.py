@@ -124,11 +124,22 @@ def main() -> None:
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; model SmolLM2-135M shape, {args.layers} layers; "
           f"batch {args.batch} x {args.length} tokens")
     sides = {"ours": jax_step(cfg, lora_cfg, batch, 1e-4), "transformers+peft": torch_step(cfg, lora_cfg, batch, 1e-4)}
-    for name, run in sides.items():  # compile / warm up, then one more untimed step
+    for name, run in sides.items():  # warm up (JAX compiles on its first call), then one more untimed step
         t0 = time.perf_counter()
         loss = run()
-        print(f"{name}: first step {time.perf_counter() - t0:.1f} s (loss {loss:.3f}, first call: JAX compiles here)")
+        print(f"{name}: first step {time.perf_counter() - t0:.1f} s (loss {loss:.3f})")
         run()
+    # torch's OpenMP pool degrades badly when the cores are shared: give it its best thread count
+    thread_times = {}
+    for n in sorted({1, args.threads}):
+        torch.set_num_threads(n)
+        t0 = time.perf_counter()
+        sides["transformers+peft"]()
+        thread_times[n] = time.perf_counter() - t0
+    best = min(thread_times, key=thread_times.get)
+    torch.set_num_threads(best)
+    print("torch threads tried: " + ", ".join(f"{n}: {t * 1e3:.0f} ms" for n, t in thread_times.items())
+          + f"; using {best}")
     times = {name: [] for name in sides}
     for _ in range(args.rounds):
         for name, run in sides.items():

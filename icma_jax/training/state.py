@@ -39,13 +39,16 @@ def state_sharding(
     """Shardings for a TrainState: moments follow their parameter, counters and hyperparameters replicated."""
     replicated = NamedSharding(_mesh_of(trainable_sharding), P())
     abstract_opt = jax.eval_shape(optimizer.init, trainable)
-    opt_sharding = optax.tree_utils.tree_map_params(
-        optimizer,
-        lambda _, sharding: sharding,
-        abstract_opt,
-        trainable_sharding,
-        transform_non_params=lambda _: replicated,
-    )
+    # tree_map_params runs optimizer.init eagerly on a placeholder to find the param-shaped subtrees; the few
+    # scalar counters it creates are thrown away, so their transfer is allowed even under a "disallow" guard
+    with jax.transfer_guard("allow"):
+        opt_sharding = optax.tree_utils.tree_map_params(
+            optimizer,
+            lambda _, sharding: sharding,
+            abstract_opt,
+            trainable_sharding,
+            transform_non_params=lambda _: replicated,
+        )
     return TrainState(step=replicated, trainable=trainable_sharding, opt_state=opt_sharding)
 
 

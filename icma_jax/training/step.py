@@ -48,8 +48,10 @@ class _BatchLike(NamedTuple):
 
 def causal_lm_loss_sums(logits_BxLxV: jax.Array, labels_BxL: jax.Array) -> tuple[jax.Array, jax.Array]:
     """HF causal-LM loss pieces: (sum of NLL, number of label tokens); logits t predict labels t+1, -100 ignored."""
-    logits_BxLxV = logits_BxLxV[:, :-1].astype(jnp.float32)
-    targets_BxL = labels_BxL[:, 1:]
+    # shift the labels, not the logits: no copy of the [B, L, V] tensor; the last position predicts nothing
+    ignore_Bx1 = jnp.full((labels_BxL.shape[0], 1), IGNORE, labels_BxL.dtype)
+    targets_BxL = jnp.concatenate([labels_BxL[:, 1:], ignore_Bx1], axis=1)
+    logits_BxLxV = logits_BxLxV.astype(jnp.float32)
     valid_BxL = targets_BxL != IGNORE
     nll_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, jnp.where(valid_BxL, targets_BxL, 0))
     return jnp.sum(jnp.where(valid_BxL, nll_BxL, 0.0)), jnp.sum(valid_BxL, dtype=jnp.int32)
@@ -177,7 +179,8 @@ def make_eval_step(
 
 def check_finite(metrics: dict[str, Any], step: int) -> None:
     """Raise FloatingPointError naming the step when the loss or gradient norm is NaN/Inf."""
-    bad = {k: float(metrics[k]) for k in ("loss", "grad_norm") if k in metrics and not np.isfinite(float(metrics[k]))}
+    values = jax.device_get({k: metrics[k] for k in ("loss", "grad_norm") if k in metrics})
+    bad = {k: float(v) for k, v in values.items() if not np.isfinite(v)}
     if bad:
         raise FloatingPointError(f"non-finite training metrics at step {step}: {bad}; stopping (the last good "
                                  f"checkpoint is kept)")

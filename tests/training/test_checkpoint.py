@@ -55,13 +55,18 @@ def test_keeps_last_n_and_restores_latest(tiny_lm, tmp_path):
     state, state_sh, base, step_fn = _setup(tiny_lm, mesh)
     ckpt = Checkpointer(tmp_path, max_to_keep=2)
     rng = jax.random.key(0)
+    host = {}
     for step in range(1, 5):
         state, _ = step_fn(state, base, device_put_batch(make_batch(step, 4, 8), mesh), rng)
-        ckpt.save(step, state, rng, {"index": step})
+        host[step] = jax.device_get(state)
+        ckpt.save(step, state, rng, {"index": step})  # async; the next step donates `state` right away
     ckpt.wait_until_finished()
     assert ckpt.all_steps() == [3, 4] and ckpt.latest_step() == 4
     restored, _, pos = ckpt.restore(abstract_state(state, state_sh))
     assert int(restored.step) == 4 and pos == {"index": 4}
+    restored3, _, pos3 = ckpt.restore(abstract_state(state, state_sh), step=3)
+    assert pos3 == {"index": 3}
+    _assert_bitwise(jax.device_get(restored3), host[3])  # the donation after save(3) did not corrupt it
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         Checkpointer(tmp_path / "empty").restore(abstract_state(state, state_sh))
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from icma_jax.training.optim import make_optimizer
 from icma_jax.training.state import create_state, replicated_sharding
@@ -183,6 +183,21 @@ def test_eval_step_matches_train_loss_without_update(tiny_lm):
     out = jax.device_get(eval_fn(lora, params, device_put_batch(batch, mesh)))
     _, history, _ = _run(module, params, lora, [batch], mesh, StepConfig(dropout=False))
     np.testing.assert_allclose(out["nll_sum"] / out["n_tokens"], history[0]["loss"], rtol=1e-6)
+
+
+def test_step_runs_under_transfer_guard(tiny_lm):
+    """No implicit host<->device transfer in state creation, the step, or check_finite."""
+    module, params, lora = tiny_lm
+    mesh = mesh_of(2, 1)
+    tx = make_optimizer(1e-2, 1, 4)
+    lora, params = jax.device_put((lora, params), replicated_sharding((lora, params), mesh))
+    # the key is made and replicated explicitly before the guard (as the loop must)
+    batch, rng = make_batch(0, 4, 8), jax.device_put(jax.random.key(0), NamedSharding(mesh, P()))
+    with jax.transfer_guard("disallow"):
+        state, state_sh = create_state(lora, tx, replicated_sharding(lora, mesh))
+        step_fn = make_train_step(module.apply, tx, mesh, state_sh, replicated_sharding(params, mesh), StepConfig())
+        state, metrics = step_fn(state, params, device_put_batch(batch, mesh), rng)
+        check_finite(metrics, 1)
 
 
 def test_check_finite_names_the_step():
