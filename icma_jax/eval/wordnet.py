@@ -4,9 +4,9 @@ nltk's `meteor_score` matches synonyms through WordNet. We never call `nltk.down
 Search order: an explicit folder or `$ICMA_WORDNET_DIR`; nltk's installed `corpora/wordnet`; Debian's
 `/usr/share/wordnet` (packages `wordnet-base` + `wordnet-sense-index`). Debian ships the WordNet 3.0
 database without the 45-line `lexnames` table that nltk's reader insists on, and nltk (3.10+) only
-opens files under its `nltk.data.path` roots, so a Debian folder is copied (about 40 MB, once;
-nltk refuses links) with our copy of `lexnames` into `~/.cache/icma_jax/nltk_data/corpora/wordnet`, whose root is
-added to `nltk.data.path`.
+opens files under its `nltk.data.path` roots, so a Debian folder is copied (about 40 MB, once; nltk
+refuses links) with our copy of `lexnames` into `~/.cache/icma_jax/nltk_data/corpora/wordnet`
+(`$ICMA_CACHE_DIR` moves it), whose root is added to `nltk.data.path`.
 """
 
 import functools
@@ -49,9 +49,10 @@ def _missing(folder: pathlib.Path) -> list[str]:
 
 
 def _mirror(source: pathlib.Path, nltk_root: pathlib.Path) -> pathlib.Path:
-    """Mirror a WordNet dict folder into `nltk_root/corpora/wordnet` (atomic; reused when complete)."""
+    """Copy a WordNet dict folder into `nltk_root/corpora/wordnet` (atomic; reused while it matches)."""
     target = nltk_root / "corpora" / "wordnet"
-    if not _missing(target) and (target / "lexnames").is_file():
+    same = all((target / n).is_file() and (target / n).stat().st_size == (source / n).stat().st_size for n in _REQUIRED)
+    if same and (target / "lexnames").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=".wordnet-", dir=target.parent))
@@ -64,12 +65,15 @@ def _mirror(source: pathlib.Path, nltk_root: pathlib.Path) -> pathlib.Path:
         shutil.copyfile(LEXNAMES, tmp / "lexnames")
     try:
         os.rename(tmp, target)
-    except OSError:  # another process finished first (or a stale, incomplete folder is in the way)
-        if _missing(target):
-            shutil.rmtree(target, ignore_errors=True)
+    except OSError:  # a stale copy (other source) or another process's fresh one is in the way
+        stale = target.with_name(f".stale-{os.getpid()}")
+        try:
+            os.rename(target, stale)
             os.rename(tmp, target)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:  # lost a race with another process: its copy is as good as ours
+            pass
+        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

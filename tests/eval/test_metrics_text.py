@@ -131,6 +131,9 @@ def test_wordnet_from_a_debian_style_folder_is_copied_with_lexnames(tmp_path: pa
     assert not (wordnet.DEBIAN_DIR / "lexnames").exists()
     assert "automobile" in {lemma.name() for s in reader.synsets("car") for lemma in s.lemmas()}
     assert reader.get_version() == "3.0"
+    (copied / "data.adv").write_text("truncated")  # a copy that no longer matches its source is redone
+    assert wordnet._mirror(wordnet.DEBIAN_DIR, tmp_path / "nltk_data") == copied
+    assert (copied / "data.adv").read_bytes() == (wordnet.DEBIAN_DIR / "data.adv").read_bytes()
 
 
 def test_missing_wordnet_says_how_to_install(tmp_path: pathlib.Path, monkeypatch):
