@@ -188,19 +188,24 @@ def tanimoto(queries: FingerprintSet, index: DatabaseIndex) -> np.ndarray:
     return out_QxD
 
 
-def _topk_one_length(queries: FingerprintSet, level: _Level, k: int, excluded: Sequence[np.ndarray] | None
-                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Top-k when every fingerprint has one length: a float32 Tanimoto picks candidates (rounding is
-    monotone, so every true top-k pair has a float32 score >= the float32 k-th), float64 ranks them."""
+def _topk_one_length(queries: FingerprintSet, level: _Level, n_db: int, k: int,
+                     excluded: Sequence[np.ndarray] | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Top-k when every valid fingerprint has one length: a float32 Tanimoto picks candidates (rounding
+    is monotone, so every true top-k pair has a float32 score >= the float32 k-th), float64 ranks them.
+    Columns are the level's (valid, ascending) database positions, so ties still break by lower row."""
     n_bits = int(level.n_bits)
     c_QxD, denom_QxD = _counts(_unpack(queries.words_NxW[:, : n_bits // 64]), level)
     proxy_QxD = _ratio(c_QxD, denom_QxD, np.float32)
+    proxy_QxD[~queries.valid_N] = -np.inf  # invalid queries get no neighbours
     if excluded is not None:
+        col_of = np.full(n_db, -1, np.int64)
+        col_of[level.pos_D] = np.arange(len(level.pos_D))
         for q, rows in enumerate(excluded):
-            proxy_QxD[q, rows] = -np.inf
+            cols = col_of[rows]
+            proxy_QxD[q, cols[cols >= 0]] = -np.inf
     q_P, d_P = topk_candidates(proxy_QxD, k)
     s_P = _ratio(c_QxD[q_P, d_P], denom_QxD[q_P, d_P], np.float64)
-    return rank_pairs(q_P, d_P, s_P, k, len(queries))
+    return rank_pairs(q_P, level.pos_D[d_P], s_P, k, len(queries))
 
 
 def topk(queries: FingerprintSet, index: DatabaseIndex, k: int, excluded: Sequence[np.ndarray] | None = None,
@@ -211,13 +216,12 @@ def topk(queries: FingerprintSet, index: DatabaseIndex, k: int, excluded: Sequen
     scores: list[np.ndarray] = []
     sizes = set(queries.n_bits_N[queries.valid_N].tolist()) | set(index.at_least)
     one = index.at_least[min(sizes)] if len(sizes) == 1 else None
-    one_length = one is not None and len(one.pos_D) == len(index.fps)
     for start in range(0, len(queries), batch_size):
         sel = np.arange(start, min(start + batch_size, len(queries)))
         sub = dataclasses.replace(queries, words_NxW=queries.words_NxW[sel], n_bits_N=queries.n_bits_N[sel])
         sub_excl = None if excluded is None else [np.asarray(excluded[q], dtype=np.int64) for q in sel]
-        if one_length and sub.valid_N.all():
-            r, s = _topk_one_length(sub, one, k, sub_excl)
+        if one is not None:
+            r, s = _topk_one_length(sub, one, len(index.fps), k, sub_excl)
         else:
             sims_QxD = tanimoto(sub, index)
             sims_QxD[np.isnan(sims_QxD)] = -np.inf
