@@ -49,6 +49,7 @@ class DataConfig:
     database_split: str = "train"  # retrieval database; the paper uses the training split
     train_split: str = "train"  # fine-tuning queries (self-excluded from their own neighbours)
     test_split: str = "test"  # evaluation queries
+    valid_split: str = "validation"  # periodic evaluation (train.eval_every) on its first train.eval_subset rows
     train_start: int = 0  # first row of train_split used for fine-tuning
     train_limit: int = 0  # rows of train_split used (0 = all)
     database_limit: int = 0  # rows of database_split used (0 = all)
@@ -59,7 +60,7 @@ class DataConfig:
     def __post_init__(self):
         _one_of("data.dataset", self.dataset, DATASETS)
         _one_of("data.task", self.task, TASKS)
-        for name in ("database_split", "train_split", "test_split"):
+        for name in ("database_split", "train_split", "test_split", "valid_split"):
             _one_of(f"data.{name}", getattr(self, name), SPLITS)
         for name in ("train_start", "train_limit", "database_limit", "test_start", "test_limit"):
             _at_least(f"data.{name}", getattr(self, name), 0)
@@ -159,8 +160,8 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
-    eval_every: int = 0  # 0 = evaluate only after training
-    eval_subset: int = 64  # test rows generated for a periodic evaluation
+    eval_every: int = 0  # 0 = evaluate (the test split) only after training
+    eval_subset: int = 64  # rows of data.valid_split generated every eval_every steps
 
     def __post_init__(self):
         _at_least("train.lr", self.lr, 0.0)

@@ -34,7 +34,7 @@ def env(tmp_path_factory, shared_data) -> dict:
 
 def _cmd(workdir: pathlib.Path) -> list[str]:
     return [sys.executable, str(REPO / "train.py"), f"--config={TINY}", f"--workdir={workdir}",
-            f"--config.train.max_steps={STEPS}"]
+            f"--config.train.max_steps={STEPS}", "--config.train.eval_every=4", "--config.train.eval_subset=2"]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,8 @@ def test_run_writes_every_output(full_run):
     for name in ("config.json", "metrics.jsonl", "loss.png", "predictions_test.tsv", "eval_test.json"):
         assert (full_run / name).is_file(), name
     assert any((full_run / "tensorboard").iterdir())
+    valid = json.loads((full_run / "eval_valid_step4.json").read_text())  # periodic evaluation
+    assert valid["rows"] == 2 and valid["split"] == "chebi20/validation"
     assert (full_run / "neighbours" / "train.jsonl").is_file()
     rows = [json.loads(line) for line in (full_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
@@ -90,6 +92,7 @@ def test_sigkill_between_checkpoints_then_resume_gives_identical_losses(full_run
 
 def _tiny(**changes) -> dict:
     d = cfg_lib.load_config_file(TINY).to_dict()
+    d["train"]["eval_every"], d["train"]["eval_subset"] = 4, 2
     for key, value in changes.items():
         group, field = key.split("__")
         d[group][field] = value

@@ -31,6 +31,7 @@ class Splits:
     database: Split
     train: Split
     test: Split
+    valid: Split | None = None  # periodic-evaluation queries (None when train.eval_every is 0)
 
 
 def _slice(split: Split, start: int, limit: int, what: str) -> Split:
@@ -41,8 +42,9 @@ def _slice(split: Split, start: int, limit: int, what: str) -> Split:
     return split.select(range(start, stop))
 
 
-def load_splits(cfg: DataConfig) -> Splits:
-    """Loads and slices the database, train and test splits (a missing file is a FileNotFoundError)."""
+def load_splits(cfg: DataConfig, valid_rows: int = 0) -> Splits:
+    """Loads and slices the database, train and test splits (and `valid_rows` rows of the validation
+    split when > 0); a missing file is a FileNotFoundError naming it."""
     cache: dict[str, Split] = {}
 
     def get(name: str) -> Split:
@@ -52,7 +54,8 @@ def load_splits(cfg: DataConfig) -> Splits:
 
     return Splits(database=_slice(get(cfg.database_split), 0, cfg.database_limit, "database"),
                   train=_slice(get(cfg.train_split), cfg.train_start, cfg.train_limit, "train"),
-                  test=_slice(get(cfg.test_split), cfg.test_start, cfg.test_limit, "test"))
+                  test=_slice(get(cfg.test_split), cfg.test_start, cfg.test_limit, "test"),
+                  valid=_slice(get(cfg.valid_split), 0, valid_rows, "valid") if valid_rows else None)
 
 
 def select_examples(neighbours: Sequence[np.ndarray], cfg: SelectionConfig, seed: int, epoch: int = 0
@@ -94,6 +97,7 @@ class RunNeighbours:
 
     train: list[np.ndarray]
     test: list[np.ndarray]
+    valid: list[np.ndarray] | None = None
 
 
 def resolve_method(cfg: Config) -> str:
@@ -120,17 +124,20 @@ def _positions(nb: Neighbours, queries: Split, database: Split, path: pathlib.Pa
 def neighbours_for_run(cfg: Config, splits: Splits, workdir: pathlib.Path) -> RunNeighbours:
     """Neighbours of the train and test queries: read from `retrieval.neighbours_dir` (method `files`) or
     DIR/neighbours when present, otherwise retrieved and written to DIR/neighbours (reused on restart)."""
+    queries_by_name = {"train": splits.train, "test": splits.test, "valid": splits.valid}
+    queries_by_name = {k: v for k, v in queries_by_name.items() if v is not None}
     if cfg.prompt.zero_shot:
-        return RunNeighbours([np.zeros(0, np.int64)] * len(splits.train), [np.zeros(0, np.int64)] * len(splits.test))
+        return RunNeighbours(**{k: [np.zeros(0, np.int64)] * len(v) for k, v in queries_by_name.items()})
     from_files = cfg.retrieval.method == "files"
     folder = pathlib.Path(cfg.retrieval.neighbours_dir) if from_files else workdir / "neighbours"
     out = {}
-    for name, queries in (("train", splits.train), ("test", splits.test)):
+    for name, queries in queries_by_name.items():
         path = folder / f"{name}.jsonl"
         if path.is_file():
             nb = read_neighbours_jsonl(path)
         elif from_files:
-            raise FileNotFoundError(f"{path} not found (retrieval.method='files' reads {folder}/{{train,test}}.jsonl)")
+            raise FileNotFoundError(f"{path} not found (retrieval.method='files' reads {folder}/"
+                                    "{train,test,valid}.jsonl)")
         else:
             nb = retrieve(cfg.data.task, resolve_method(cfg), splits.database, queries,
                           k=cfg.retrieval.num_candidates, exclude_self=queries.path == splits.database.path,
@@ -143,4 +150,4 @@ def neighbours_for_run(cfg: Config, splits: Splits, workdir: pathlib.Path) -> Ru
         for note in nb.notes:
             print(f"retrieval ({name}): {note}", flush=True)
         out[name] = _positions(nb, queries, splits.database, path)
-    return RunNeighbours(out["train"], out["test"])
+    return RunNeighbours(**out)

@@ -17,16 +17,18 @@ import numpy as np
 from icma_jax.config import Config
 from icma_jax.data import prompts
 from icma_jax.data.batching import pad_prompts
-from icma_jax.data.context import Splits, pairs, select_examples
+from icma_jax.data.context import pairs, select_examples
+from icma_jax.data.records import Split
 from icma_jax.data.prompts import PromptReport
 from icma_jax.eval import metrics as metrics_lib
 from icma_jax.eval.answer import extract_answer
 from icma_jax.eval.generate import GenerationConfig, generate_tokens
+from icma_jax.models.transformer import build_model
 
 
-def _prompt_ids(cfg: Config, splits: Splits, neighbours, tokenizer, zero_shot: bool, max_len: int):
-    """Inference prompts for the test queries (examples selected as in training, seeded apart)."""
-    db, queries = pairs(splits.database), pairs(splits.test)
+def _prompt_ids(cfg: Config, database: Split, queries: Split, neighbours, tokenizer, zero_shot: bool, max_len: int):
+    """Inference prompts for `queries` (examples selected as in training, seeded apart)."""
+    db, queries = pairs(database), pairs(queries)
     chosen = ([[] for _ in queries] if zero_shot
               else select_examples(neighbours[:len(queries)], cfg.selection, cfg.train.seed + 1))
     tokenize = prompts.tokenize_fn(tokenizer)
@@ -71,46 +73,41 @@ def generate_answers(cfg: Config, module, params, lora_params, tokenizer, prompt
     return answers
 
 
-def score(cfg: Config, splits: Splits, preds: list[str], workdir: pathlib.Path, tag: str,
-          report: PromptReport, limit: int | None = None) -> dict[str, Any]:
+def score(cfg: Config, queries: Split, preds: list[str], workdir: pathlib.Path, tag: str,
+          report: PromptReport) -> dict[str, Any]:
     """Writes predictions_<tag>.tsv and eval_<tag>.json; returns the metrics."""
-    test = splits.test.records[:limit] if limit else splits.test.records
     if cfg.data.task == "mol2cap":
-        inputs, refs = [r.smiles for r in test], [r.text for r in test]
+        inputs, refs = queries.smiles, queries.texts
         result = metrics_lib.mol2cap_metrics(refs, preds, tokenizer=cfg.eval.metric_tokenizer)
     else:
-        inputs, refs = [r.text for r in test], [r.smiles for r in test]
+        inputs, refs = queries.texts, queries.smiles
         result = metrics_lib.cap2mol_metrics(refs, preds)
     if jax.process_index() == 0:
         metrics_lib.write_predictions(workdir / f"predictions_{tag}.tsv", cfg.data.task, inputs, refs, preds)
-        doc = {"task": cfg.data.task, "dataset": cfg.data.dataset, "split": cfg.data.test_split, "rows": len(preds),
+        doc = {"task": cfg.data.task, "dataset": cfg.data.dataset, "split": queries.name, "rows": len(preds),
                "metrics": result, "decoding": dataclasses.asdict(cfg.eval),
                "metric_tokenizer": cfg.eval.metric_tokenizer, "prompts": dataclasses.asdict(report)}
         (workdir / f"eval_{tag}.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
     return result
 
 
-def evaluate_split(cfg: Config, backbone, trainable, splits: Splits, neighbours, workdir: pathlib.Path,
-                   limit: int | None = None, tag: str = "test") -> dict[str, Any]:
-    """In-context evaluation of the tuned model on the test queries (the first `limit` of them)."""
-    if limit:
-        splits = dataclasses.replace(splits, test=splits.test.select(range(min(limit, len(splits.test)))))
+def evaluate_split(cfg: Config, backbone, trainable, database: Split, queries: Split, neighbours,
+                   workdir: pathlib.Path, tag: str = "test") -> dict[str, Any]:
+    """In-context evaluation of the tuned model on `queries` (neighbours: database positions per query)."""
     max_len = cfg.prompt.cutoff_len - cfg.eval.max_new_tokens
-    ids, report = _prompt_ids(cfg, splits, neighbours, backbone.tokenizer, cfg.prompt.zero_shot, max_len)
+    ids, report = _prompt_ids(cfg, database, queries, neighbours, backbone.tokenizer, cfg.prompt.zero_shot, max_len)
     params, lora = (backbone.base, trainable) if cfg.model.finetune == "lora" else (trainable, None)
     preds = generate_answers(cfg, backbone.module, params, lora, backbone.tokenizer, ids, cfg.train.seed)
-    return score(cfg, splits, preds, workdir, tag, report)
+    return score(cfg, queries, preds, workdir, tag, report)
 
 
-def evaluate_zero_shot(cfg: Config, splits: Splits, workdir: pathlib.Path, backbone, base_params) -> dict[str, Any]:
-    """The untuned model with ICMA's zero-shot prompt on the same test molecules (the baseline)."""
-    from icma_jax.models.transformer import build_model  # noqa: PLC0415
-
+def evaluate_zero_shot(cfg: Config, queries: Split, workdir: pathlib.Path, backbone, base_params) -> dict[str, Any]:
+    """The untuned model with ICMA's zero-shot prompt on the same molecules (the baseline)."""
     max_len = cfg.prompt.cutoff_len - cfg.eval.max_new_tokens
-    ids, report = _prompt_ids(cfg, splits, None, backbone.tokenizer, True, max_len)
+    ids, report = _prompt_ids(cfg, queries, queries, None, backbone.tokenizer, True, max_len)
     module = build_model(backbone.lm_config)
     preds = generate_answers(cfg, module, base_params, None, backbone.tokenizer, ids, cfg.train.seed)
-    return score(cfg, splits, preds, workdir, "test_zero_shot", report)
+    return score(cfg, queries, preds, workdir, "test_zero_shot", report)
 
 
 def results_table(results: dict[str, dict[str, Any]], task: str) -> str:

@@ -94,8 +94,9 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     _write_config(workdir, cfg)
-    splits = context.load_splits(cfg.data)
-    for summary in dict.fromkeys(s.report.summary() for s in (splits.database, splits.train, splits.test)):
+    splits = context.load_splits(cfg.data, cfg.train.eval_subset if cfg.train.eval_every else 0)
+    for summary in dict.fromkeys(s.report.summary() for s in (splits.database, splits.train, splits.test,
+                                                               splits.valid) if s is not None):
         _log(summary)
 
     mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
@@ -158,8 +159,8 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
                 pending = None
                 ckpt.save(step, state, rng, iterator.state(), force=True)
             if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != total:
-                res = evaluate.evaluate_split(cfg, backbone, state.trainable, splits, nb.test, workdir,
-                                              limit=cfg.train.eval_subset, tag=f"step{step}")
+                res = evaluate.evaluate_split(cfg, backbone, state.trainable, splits.database, splits.valid, nb.valid,
+                                              workdir, tag=f"valid_step{step}")
                 log.scalars("eval", step, res)
         if pending is not None:
             flush(pending)
@@ -170,10 +171,11 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
 
     results = {}
     if not cfg.eval.skip:
-        results["test"] = evaluate.evaluate_split(cfg, backbone, state.trainable, splits, nb.test, workdir)
+        results["test"] = evaluate.evaluate_split(cfg, backbone, state.trainable, splits.database, splits.test,
+                                                  nb.test, workdir)
         if cfg.eval.zero_shot_baseline:
             untuned = backbone.base if cfg.model.finetune == "lora" else backbone.trainable  # never donated
-            results["zero_shot"] = evaluate.evaluate_zero_shot(cfg, splits, workdir, backbone, untuned)
+            results["zero_shot"] = evaluate.evaluate_zero_shot(cfg, splits.test, workdir, backbone, untuned)
         _log(evaluate.results_table(results, cfg.data.task))
     return results
 
