@@ -77,7 +77,10 @@ def hf_tokenizer(name_or_path: str, max_length: int = MAX_LENGTH) -> TextTokeniz
     """
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(name_or_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as e:  # no such folder/repo, offline, or no tokenizer files in it
+        raise FileNotFoundError(f"{name_or_path}: not 'scibert', a vocab.txt, or a loadable HF tokenizer ({e})") from e
     size = len(tok)
     if size <= len(tok.all_special_tokens) + 1:
         raise ValueError(f"{name_or_path}: tokenizer loaded with only {size} tokens (vocabulary not read)")

@@ -119,6 +119,11 @@ def test_any_hf_tokenizer_folder_truncates_and_drops_its_own_pad(tmp_path: pathl
     assert tok.tokenize("the blue acid") == ["the", "<unk>", "acid"]
 
 
+def test_unknown_tokenizer_is_a_clear_error(tmp_path: pathlib.Path):
+    with pytest.raises(FileNotFoundError, match="not 'scibert', a vocab.txt, or a loadable HF tokenizer"):
+        load_text_tokenizer(str(tmp_path / "no-such-tokenizer"))
+
+
 def test_wordnet_from_a_debian_style_folder_is_copied_with_lexnames(tmp_path: pathlib.Path, monkeypatch):
     from icma_jax.eval import wordnet
 
