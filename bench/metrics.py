@@ -28,17 +28,20 @@ TEXT_KEYS = ("bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor")
 
 
 def _timed(fn, *args, **kwargs):
+    """(result, seconds) of one call."""
     t = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - t
 
 
 def _worst(ours: dict, ref: dict) -> str:
+    """The largest |ours - reference| over the reference's keys, as text."""
     key = max(ref, key=lambda k: abs(ours[k] - float(ref[k])))
     return f"largest difference {abs(ours[key] - float(ref[key])):.2e} ({key})"
 
 
 def main() -> None:
+    """Build the files, time both sides per task, print ratios and differences."""
     ap = argparse.ArgumentParser(description=__doc__)
     shared = REPO.parent / "shared" / "data"
     ap.add_argument("--data-dir", default=str(shared), help="folder holding chebi20/{test,validation}.txt")

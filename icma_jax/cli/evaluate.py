@@ -13,6 +13,7 @@ from icma_jax.eval.wordpiece import MAX_LENGTH, SCIBERT
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `icma-jax evaluate`."""
     p = sub.add_parser("evaluate", help="MolT5 metrics of a prediction file", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="prediction TSV in MolT5's layout")
@@ -26,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Read the file, compute its task's metrics, print the table, optionally write JSON."""
     result = evaluate_predictions(read_predictions(args.file), tokenizer=args.tokenizer,
                                   max_length=args.max_length, fcd=not args.no_fcd)
     print(format_report(result))

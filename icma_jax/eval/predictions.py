@@ -42,6 +42,7 @@ class Predictions:
 
 
 def _decode(path: pathlib.Path, lineno: int, raw: bytes) -> str:
+    """One line as UTF-8, or an error naming file, line and the offending byte."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -40,11 +40,13 @@ class WordNetMissingError(RuntimeError):
 
 
 def _cache_root() -> pathlib.Path:
+    """Where the nltk-layout copy lives: `$ICMA_CACHE_DIR/nltk_data`, default `~/.cache/icma_jax/nltk_data`."""
     base = os.environ.get("ICMA_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "icma_jax")
     return pathlib.Path(base) / "nltk_data"
 
 
 def _missing(folder: pathlib.Path) -> list[str]:
+    """The required WordNet files absent from `folder`."""
     return [name for name in _REQUIRED if not (folder / name).is_file()]
 
 

@@ -40,6 +40,7 @@ class TextTokenizer:
 
 
 def _vocab_lines(path: pathlib.Path) -> int:
+    """Number of lines (= wordpieces) in a vocab.txt."""
     with open(path, encoding="utf-8") as f:
         return sum(1 for _ in f)
 

@@ -25,6 +25,7 @@ class Chebi:
 
 
 def _rows(path: pathlib.Path) -> list[list[str]]:
+    """Data rows of a ChEBI-20 TSV (header skipped)."""
     with open(path, encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         next(reader)
