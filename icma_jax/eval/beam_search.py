@@ -32,7 +32,7 @@ def beam_search(module: Any, variables: dict, tokens_BxP: jax.Array, mask_BxP: j
     tok_BKxP = jnp.repeat(tokens_BxP, k, axis=0)
     mask_BKxP = jnp.repeat(mask_BxP, k, axis=0)
     cache = init_cache(module.config, b * k, p + n)
-    logits_BKxPxV, cache = module.apply(variables, tok_BKxP, mask_BKxP, cache=cache)
+    logits_BKxPxV, cache = module.apply(variables, tok_BKxP, mask_BKxP, cache=cache, last_only=True)
     rows = jnp.arange(b * k)[:, None]
     seen_BKxV = jnp.zeros((b * k, v), bool).at[rows, tok_BKxP].max(mask_BKxP.astype(bool))
     eos_E = jnp.asarray(eos_ids, jnp.int32)

@@ -69,7 +69,7 @@ def _sample_loop(params, lora, tokens_BxP, mask_BxP, key, *, module: CausalLM, g
     n, v = gen.max_new_tokens, module.config.vocab_size
     variables = _variables(params, lora)
     cache = init_cache(module.config, b, p + n)
-    logits_BxPxV, cache = module.apply(variables, tokens_BxP, mask_BxP, cache=cache)
+    logits_BxPxV, cache = module.apply(variables, tokens_BxP, mask_BxP, cache=cache, last_only=True)
     eos_E = jnp.asarray(eos_ids, jnp.int32)
     proc = functools.partial(process_logits, sample=not gen.greedy, temperature=gen.temperature, top_k=gen.top_k,
                              top_p=gen.top_p, penalty=gen.repetition_penalty)

@@ -38,7 +38,10 @@ def init_cache(config: LMConfig, batch: int, slots: int) -> KVCache:
 
 
 class CausalLM(nn.Module):
-    """logits_BxTxV = LM(tokens_BxT, mask_BxT); positions come from the mask so left padding is exact."""
+    """logits_BxTxV = LM(tokens_BxT, mask_BxT); positions come from the mask so left padding is exact.
+
+    With `cache` it returns (logits, cache'), writing the T new tokens at slot `cache.index`; `last_only`
+    returns logits for the last position only (B x 1 x V)."""
 
     config: LMConfig
     lora: LoraConfig | None = None
@@ -46,7 +49,7 @@ class CausalLM(nn.Module):
 
     @nn.compact
     def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array, deterministic: bool = True,
-                 cache: KVCache | None = None):
+                 cache: KVCache | None = None, last_only: bool = False):
         c = self.config
         dt, pdt = dtype_of(c.dtype), dtype_of(c.param_dtype)
         b, t = tokens_BxT.shape
@@ -81,6 +84,8 @@ class CausalLM(nn.Module):
             h_BxTxD = LayerNorm(c.norm_eps, dt, pdt, name="final_layer_norm")(h_BxTxD) if c.pre_norm else h_BxTxD
         else:
             h_BxTxD = RMSNorm(c.norm_eps, dt, pdt, name="norm")(h_BxTxD)
+        if last_only:  # generation's prefill needs only the next-token logits (T x cheaper head)
+            h_BxTxD = h_BxTxD[:, -1:]
         if c.tie_embeddings:  # dot_general on the V x D table directly (`attend` transposes a copy of it)
             logits_BxTxV = jnp.einsum("btd,vd->btv", h_BxTxD, embed.embedding.astype(dt))
         else:
