@@ -1,5 +1,7 @@
 """The train step on the real model code (tiny random Llama / OPT): sharded 2x2x2 == one device, LoRA and full."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -24,17 +26,25 @@ def _config(family: str) -> LMConfig:
                     head_dim=4, d_ff=32, max_positions=64, **extra)
 
 
-def _train(family, mode, mesh, sharded, batches, accum):
+@functools.lru_cache(maxsize=None)
+def _init(family: str, mode: str):
+    """(config, module, params, adapters or None) on the default device; shared by both meshes."""
     cfg = _config(family)
     lora_cfg = LoraConfig.for_family(family, rank=2, alpha=4.0, dropout=0.0) if mode == "lora" else None
     module = build_model(cfg, lora_cfg)
     tok = jnp.zeros((1, 1), jnp.int32)
-    params = nn.meta.unbox(module.init({"params": jax.random.key(0)}, tok, tok)["params"])
+    params = jax.jit(lambda k: nn.meta.unbox(build_model(cfg).init({"params": k}, tok, tok)["params"]))(
+        jax.random.key(0))
+    # B = 0 at init; move it so that the A gradients are non-zero too
+    lora = jax.tree.map(lambda x: x + 0.02, init_lora(module, lora_cfg, jax.random.key(1))) if lora_cfg else None
+    return cfg, module, params, lora
+
+
+def _train(family, mode, mesh, sharded, batches, accum):
+    cfg, module, params, lora = _init(family, mode)
     abstract = abstract_variables(build_model(cfg))["params"]
     base_sh = param_shardings(abstract, mesh) if sharded else replicated_sharding(params, mesh)
     if mode == "lora":
-        # B = 0 at init; move it so that the A gradients are non-zero too
-        lora = jax.tree.map(lambda x: x + 0.02, init_lora(module, lora_cfg, jax.random.key(1)))
         trainable, trainable_sh, base = lora, replicated_sharding(lora, mesh), jax.device_put(params, base_sh)
     else:
         trainable, trainable_sh, base, base_sh = params, base_sh, {}, {}
