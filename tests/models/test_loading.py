@@ -109,3 +109,6 @@ def test_resolve_model_errors(tmp_path):
         resolve_model("no-such-model")
     with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE"):
         resolve_model("someone/some-model")
+    with pytest.raises(FileNotFoundError, match="facebook/galactica-125m"):
+        resolve_model("galactica-125m")
+    assert resolve_model("smollm2-135m").gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
