@@ -130,3 +130,11 @@ def test_sampling_seeded_and_compiles_once_per_bucket(tmp_path):
     c = _ours(lm, tokens, mask, GenerationConfig(**{**gen.__dict__, "seed": 4}))
     assert not np.array_equal(a, c) and not np.array_equal(a, b)
     assert ((a >= 0) & (a < VOCAB)).all()
+
+
+def test_top_k_one_sampling_is_greedy(tmp_path):
+    _, lm = _tiny(tmp_path, "mistral")
+    tokens, mask = _prompts()
+    greedy = _ours(lm, tokens, mask, GenerationConfig(max_new_tokens=5))
+    np.testing.assert_array_equal(_ours(lm, tokens, mask, GenerationConfig(max_new_tokens=5, greedy=False, top_k=1,
+                                                                            temperature=2.0, seed=9)), greedy)

@@ -61,3 +61,21 @@ def test_cli_export_merges_a_peft_adapter(tiny_dir, tmp_path, hf):
         got = merged.module.apply({"params": merged.params}, jnp.asarray(tokens), jnp.asarray(mask))
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4)
     assert merged.tokenizer("w5 w6")["input_ids"] == lm.tokenizer("w5 w6")["input_ids"]
+
+
+def test_generate_with_adapter_equals_merged_weights(tiny_dir, tmp_path, capsys):
+    from icma_jax.models.lora import merge_lora
+
+    lm = load_model(str(tiny_dir))
+    lcfg = LoraConfig.for_family("llama", rank=2, alpha=4.0, dropout=0.0)
+    lora = jax.tree.map(lambda x: x + 0.5, init_lora(lm.module, lcfg, jax.random.key(0)))
+    gen = GenerationConfig(max_new_tokens=5)
+    with jax.default_matmul_precision("highest"):
+        adapted = generate(lm, ["w5 w9 w17", "w3"], gen, lora_params=lora, lora_config=lcfg)
+        merged = generate(lm._replace(params=merge_lora(lm.params, lora, lcfg)), ["w5 w9 w17", "w3"], gen)
+        base = generate(lm, ["w5 w9 w17", "w3"], gen)
+    assert adapted == merged and adapted != base
+    export_peft(tmp_path / "adapter", lora, lcfg, lm.config)
+    assert main(["generate", "--model", str(tiny_dir), "--adapter", str(tmp_path / "adapter"), "--prompt", "w5 w9 w17",
+                 "--prompt", "w3", "--max-new-tokens", "5"]) == 0
+    assert capsys.readouterr().out.splitlines() == adapted
