@@ -17,7 +17,7 @@ from rdkit import Chem, DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 
 from icma_jax.data.molecules import try_parse
-from icma_jax.retrieval.topk import rank_pairs, stable_topk, topk_candidates
+from icma_jax.retrieval.topk import rank_pairs, topk_candidates
 
 METHODS = ("pathfp", "morgan")
 MAX_BITS = 2048
@@ -104,10 +104,16 @@ class _Level:
 
 @dataclasses.dataclass(frozen=True)
 class DatabaseIndex:
-    """A fingerprint database prepared once for many query batches: per length L present, the rows of
-    length >= L folded to L (`at_least[L]`) and the rows of exactly length L (`exactly[L]`)."""
+    """A fingerprint database prepared once for many query batches.
+
+    Valid rows are ordered by (length, row) in `perm_P`; for every length L up to the longest,
+    `at_least[L]` holds the rows of length >= L folded to L (a suffix of `perm_P`, from `start[L]`) and
+    `exactly[L]` those of length L, so every (query length, database length) block is a contiguous slice.
+    """
 
     fps: FingerprintSet
+    perm_P: np.ndarray
+    start: dict[int, int]
     at_least: dict[int, _Level]
     exactly: dict[int, _Level]
 
@@ -118,7 +124,7 @@ def _level(database: FingerprintSet, pos: np.ndarray, size: int, dense_min_df: f
         m = database.n_bits_N[pos] == n
         bits_DxB[m] = _unpack(fold_words(database.words_NxW[pos[m]], n, size))
     df_B = bits_DxB.sum(axis=0, dtype=np.int64)
-    dense = df_B >= dense_min_df * len(pos)
+    dense = df_B >= dense_min_df * max(len(pos), 1)
     rare = np.flatnonzero(~dense & (df_B > 0))
     return _Level(n_bits=size, pos_D=pos, native_D=database.n_bits_N[pos],
                   popcount_D=bits_DxB.sum(axis=1, dtype=np.int64), dense_cols=np.flatnonzero(dense),
@@ -127,12 +133,17 @@ def _level(database: FingerprintSet, pos: np.ndarray, size: int, dense_min_df: f
 
 
 def build_index(database: FingerprintSet, dense_min_df: float = 1 / 32) -> DatabaseIndex:
-    """Folds and unpacks the database once per fingerprint length present."""
-    sizes = sorted(set(database.n_bits_N[database.valid_N].tolist()))
+    """Orders, folds and unpacks the database once per fingerprint length."""
+    valid = np.flatnonzero(database.valid_N)
+    perm = valid[np.argsort(database.n_bits_N[valid], kind="stable")]
+    lengths = database.n_bits_N[perm]
+    longest = int(lengths.max()) if len(perm) else 0
+    sizes = [n for n in (64, 128, 256, 512, 1024, 2048) if n <= longest]
+    start = {n: int(np.searchsorted(lengths, n)) for n in sizes}
     return DatabaseIndex(
-        fps=database,
-        at_least={n: _level(database, np.flatnonzero(database.n_bits_N >= n), n, dense_min_df) for n in sizes},
-        exactly={n: _level(database, np.flatnonzero(database.n_bits_N == n), n, dense_min_df) for n in sizes})
+        fps=database, perm_P=perm, start=start,
+        at_least={n: _level(database, perm[start[n]:], n, dense_min_df) for n in sizes},
+        exactly={n: _level(database, perm[lengths == n], n, dense_min_df) for n in sizes if (lengths == n).any()})
 
 
 def _intersections(bits_QxB: np.ndarray, level: _Level) -> np.ndarray:
@@ -162,72 +173,78 @@ def _ratio(c: np.ndarray, denom: np.ndarray, dtype: type) -> np.ndarray:
     return out
 
 
-def _block(bits_QxB: np.ndarray, level: _Level) -> np.ndarray:
-    """Tanimoto (float64) of already folded queries against one level: c / (a + b - c) as RDKit."""
-    return _ratio(*_counts(bits_QxB, level), np.float64)
+def _pair_counts(queries: FingerprintSet, index: DatabaseIndex) -> tuple[np.ndarray, np.ndarray]:
+    """Common bits and union sizes `QxP` (float32, exact integers) against the database in `perm_P`
+    order, each pair compared at the shorter length (the longer folded, as RDKit's
+    `FingerprintSimilarity`); union NaN where the query is invalid."""
+    n_q, n_p = len(queries), len(index.perm_P)
+    c_QxP = np.zeros((n_q, n_p), np.float32)
+    union_QxP = np.full((n_q, n_p), np.nan, np.float32)
+    for size_q in sorted(set(queries.n_bits_N[queries.valid_N].tolist())):
+        q_idx = np.flatnonzero(queries.n_bits_N == size_q)
+        one = len(q_idx) == n_q
+        for size in sorted(index.at_least):
+            if size > size_q:
+                break
+            level = index.exactly.get(size) if size < size_q else index.at_least[size]
+            if level is None or len(level.pos_D) == 0:
+                continue
+            lo = index.start[size]
+            bits = _unpack(fold_words(queries.words_NxW[q_idx], size_q, size))
+            c, u = _counts(bits, level)
+            if one:
+                c_QxP[:, lo:lo + c.shape[1]], union_QxP[:, lo:lo + c.shape[1]] = c, u
+            else:
+                c_QxP[q_idx, lo:lo + c.shape[1]], union_QxP[q_idx, lo:lo + c.shape[1]] = c, u
+    return c_QxP, union_QxP
 
 
 def tanimoto(queries: FingerprintSet, index: DatabaseIndex) -> np.ndarray:
     """Tanimoto `QxD` (float64) exactly as RDKit's `FingerprintSimilarity`; NaN where either molecule
-    is invalid. Keep Q modest (the result is dense): `topk` calls it per batch."""
+    is invalid. Keep Q modest (the result is dense): `topk` works per batch."""
     if queries.method != index.fps.method:
         raise ValueError(f"fingerprints differ: queries {queries.method!r}, database {index.fps.method!r}")
-    n_q, n_d = len(queries), len(index.fps)
-    q_sizes = sorted(set(queries.n_bits_N[queries.valid_N].tolist()))
-    out_QxD = np.full((n_q, n_d), np.nan)
-    for size_q in q_sizes:
-        q_idx = np.flatnonzero(queries.n_bits_N == size_q)
-        for size in sorted(index.at_least):
-            if size > size_q:
-                break
-            # Pairs compare at the shorter length: the database rows of exactly this length when the query
-            # is longer (the query is folded), every database row at least as long when lengths meet.
-            level = index.exactly[size] if size < size_q else index.at_least[size]
-            bits = _unpack(fold_words(queries.words_NxW[q_idx], size_q, size))
-            out_QxD[q_idx[:, None], level.pos_D[None, :]] = _block(bits, level)
+    c_QxP, union_QxP = _pair_counts(queries, index)
+    out_QxD = np.full((len(queries), len(index.fps)), np.nan)
+    out_QxD[:, index.perm_P] = _ratio(c_QxP, union_QxP, np.float64)
+    out_QxD[~queries.valid_N] = np.nan
     return out_QxD
 
 
-def _topk_one_length(queries: FingerprintSet, level: _Level, n_db: int, k: int,
-                     excluded: Sequence[np.ndarray] | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Top-k when every valid fingerprint has one length: a float32 Tanimoto picks candidates (rounding
-    is monotone, so every true top-k pair has a float32 score >= the float32 k-th), float64 ranks them.
-    Columns are the level's (valid, ascending) database positions, so ties still break by lower row."""
-    n_bits = int(level.n_bits)
-    c_QxD, denom_QxD = _counts(_unpack(queries.words_NxW[:, : n_bits // 64]), level)
-    proxy_QxD = _ratio(c_QxD, denom_QxD, np.float32)
-    proxy_QxD[~queries.valid_N] = -np.inf  # invalid queries get no neighbours
+def _topk_batch(queries: FingerprintSet, index: DatabaseIndex, k: int, excluded: Sequence[np.ndarray] | None
+                ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A float32 Tanimoto picks candidates (rounding is monotone, so every true top-k pair has a float32
+    score >= the float32 k-th, ties included), then float64 c / (a + b - c) ranks them by (score, row)."""
+    c_QxP, union_QxP = _pair_counts(queries, index)
+    proxy_QxP = _ratio(c_QxP, union_QxP, np.float32)
+    proxy_QxP[~queries.valid_N] = -np.inf  # invalid queries get no neighbours
     if excluded is not None:
-        col_of = np.full(n_db, -1, np.int64)
-        col_of[level.pos_D] = np.arange(len(level.pos_D))
+        col_of = np.full(len(index.fps), -1, np.int64)
+        col_of[index.perm_P] = np.arange(len(index.perm_P))
         for q, rows in enumerate(excluded):
             cols = col_of[rows]
-            proxy_QxD[q, cols[cols >= 0]] = -np.inf
-    q_P, d_P = topk_candidates(proxy_QxD, k)
-    s_P = _ratio(c_QxD[q_P, d_P], denom_QxD[q_P, d_P], np.float64)
-    return rank_pairs(q_P, level.pos_D[d_P], s_P, k, len(queries))
+            proxy_QxP[q, cols[cols >= 0]] = -np.inf
+    q_P, p_P = topk_candidates(proxy_QxP, k)
+    s_P = _ratio(c_QxP[q_P, p_P], union_QxP[q_P, p_P], np.float64)
+    return rank_pairs(q_P, index.perm_P[p_P], s_P, k, len(queries))
 
 
 def topk(queries: FingerprintSet, index: DatabaseIndex, k: int, excluded: Sequence[np.ndarray] | None = None,
          batch_size: int = 512) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each query's `k` most similar valid database rows (Tanimoto desc, then lower row); invalid
     queries get none. `excluded[q]` lists database positions query q must not return."""
+    if queries.method != index.fps.method:
+        raise ValueError(f"fingerprints differ: queries {queries.method!r}, database {index.fps.method!r}")
     rows: list[np.ndarray] = []
     scores: list[np.ndarray] = []
-    sizes = set(queries.n_bits_N[queries.valid_N].tolist()) | set(index.at_least)
-    one = index.at_least[min(sizes)] if len(sizes) == 1 else None
     for start in range(0, len(queries), batch_size):
         sel = np.arange(start, min(start + batch_size, len(queries)))
         sub = dataclasses.replace(queries, words_NxW=queries.words_NxW[sel], n_bits_N=queries.n_bits_N[sel])
         sub_excl = None if excluded is None else [np.asarray(excluded[q], dtype=np.int64) for q in sel]
-        if one is not None:
-            r, s = _topk_one_length(sub, one, len(index.fps), k, sub_excl)
+        if len(index.perm_P) == 0:
+            r, s = [np.zeros(0, np.int64)] * len(sel), [np.zeros(0)] * len(sel)
         else:
-            sims_QxD = tanimoto(sub, index)
-            sims_QxD[np.isnan(sims_QxD)] = -np.inf
-            for i, rows_i in enumerate(sub_excl or []):
-                sims_QxD[i, rows_i] = -np.inf
-            r, s = stable_topk(sims_QxD, k)
+            r, s = _topk_batch(sub, index, k, sub_excl)
         rows.extend(r)
         scores.extend(s)
     return rows, scores

@@ -76,3 +76,16 @@ def test_invalid_smiles_are_counted_and_get_no_neighbours(method):
 def test_unknown_method_is_an_error():
     with pytest.raises(ValueError, match="not one of"):
         F.compute(["C"], "ecfp")
+
+
+def test_pathfp_lengths_missing_on_one_side():
+    # Query lengths (64, 128 bits ...) that no database fingerprint has, and the reverse.
+    db_smiles, q_smiles = ["CCCCCCCCCCCCCCCC(=O)O", "c1ccccc1CCCCN(C)C(=O)O"], ["C", "CCO", "O=C=O", "CC(=O)Oc1ccccc1C(=O)O"]
+    db, qs = F.compute(db_smiles, "pathfp"), F.compute(q_smiles, "pathfp")
+    assert not set(qs.n_bits_N.tolist()) <= set(db.n_bits_N.tolist())
+    index = F.build_index(db)
+    np.testing.assert_allclose(F.tanimoto(qs, index), _rdkit_matrix(q_smiles, db_smiles, "pathfp"), rtol=0, atol=1e-12)
+    rows, _ = F.topk(qs, index, k=5)
+    assert all(len(r) == 2 for r in rows)
+    back = F.tanimoto(db, F.build_index(qs))
+    np.testing.assert_allclose(back, _rdkit_matrix(db_smiles, q_smiles, "pathfp"), rtol=0, atol=1e-12)
