@@ -130,6 +130,7 @@ def test_wordnet_from_a_debian_style_folder_is_copied_with_lexnames(tmp_path: pa
     if wordnet._missing(wordnet.DEBIAN_DIR):
         pytest.skip("Debian's wordnet-base/wordnet-sense-index are not installed here (nltk's corpus is used)")
     monkeypatch.setenv("ICMA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(wordnet.nltk.data, "path", list(wordnet.nltk.data.path))  # our root is appended: undo after
     reader = wordnet.load_wordnet.__wrapped__(str(wordnet.DEBIAN_DIR))  # uncached: build the copy in tmp_path
     copied = tmp_path / "nltk_data" / "corpora" / "wordnet"
     assert (copied / "lexnames").read_bytes() == wordnet.LEXNAMES.read_bytes()
