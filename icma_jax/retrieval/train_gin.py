@@ -3,7 +3,9 @@ split so that molecules with similar captions get similar graph embeddings.
 
 Captions are embedded once, fixed: LSA (truncated SVD, seeded) of sublinear TF-IDF over the BM25
 tokens, lower-cased. The loss is symmetric InfoNCE between the GIN's mean-pooled graph embedding and a
-learned linear map of the caption embedding, so the GIN output itself is the retrieval space.
+learned linear map of the caption embedding, plus a graph-graph term: each molecule's softmax over the
+other molecules of the batch (graph cosine) is fitted to the same softmax over caption similarities, so
+the GIN output itself is the retrieval space.
 Legend: B batch (graphs), D GIN width, R caption dimension, T terms, M molecules.
 """
 
@@ -37,6 +39,8 @@ class EncoderTrainConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     temperature: float = 0.1
+    neighbour_weight: float = 1.0  # weight of the graph-graph term (caption-similarity soft targets)
+    caption_temperature: float = 0.05  # sharpness of those targets
     drop_ratio: float = 0.0
     seed: int = 0
 
@@ -48,8 +52,10 @@ class EncoderTrainConfig:
             raise ValueError("train-encoder: num_layers must be >= 2 (as in the original GNN)")
         if self.batch_size < 2:
             raise ValueError("train-encoder: batch_size must be >= 2 (InfoNCE needs negatives)")
-        if not (self.learning_rate > 0 and self.temperature > 0 and 0 <= self.drop_ratio < 1):
-            raise ValueError("train-encoder: learning_rate and temperature must be > 0, drop_ratio in [0, 1)")
+        if not (self.learning_rate > 0 and self.temperature > 0 and self.caption_temperature > 0
+                and self.neighbour_weight >= 0 and 0 <= self.drop_ratio < 1):
+            raise ValueError("train-encoder: learning_rate and temperatures must be > 0, neighbour_weight >= 0, "
+                             "drop_ratio in [0, 1)")
 
 
 def caption_embeddings(texts: Sequence[str], dim: int, seed: int = 0) -> np.ndarray:
@@ -107,16 +113,36 @@ def info_nce(graph_BxD: jax.Array, cap_BxD: jax.Array, valid_B: jax.Array, tempe
     return 0.5 * (jnp.where(valid_B, g2c, 0.0).sum() + jnp.where(valid_B, c2g, 0.0).sum()) / n
 
 
-@functools.partial(jax.jit, static_argnames=("gin", "head", "learning_rate", "temperature"), donate_argnums=(0,))
+def neighbour_loss(graph_BxD: jax.Array, cap_BxR: jax.Array, valid_B: jax.Array, temperature: float,
+                   caption_temperature: float) -> jax.Array:
+    """Graph-graph soft-neighbour cross-entropy: each molecule's similarity distribution over the other
+    molecules of the batch should follow its caption's (what retrieval by graph cosine needs)."""
+    g, c = _unit(graph_BxD), _unit(cap_BxR)
+    b = g.shape[0]
+    others = valid_B[:, None] & valid_B[None, :] & ~jnp.eye(b, dtype=bool)
+    target = jax.nn.softmax(jnp.where(others, c @ c.T / caption_temperature, -1e9), axis=-1)
+    log_q = jax.nn.log_softmax(jnp.where(others, g @ g.T / temperature, -1e9), axis=-1)
+    per_row = -(jnp.where(others, target * log_q, 0.0)).sum(-1)
+    rows = valid_B & (others.sum(-1) > 0)
+    return jnp.where(rows, per_row, 0.0).sum() / jnp.maximum(rows.sum(), 1)
+
+
+@functools.partial(jax.jit, static_argnames=("gin", "head", "learning_rate", "temperature", "neighbour_weight",
+                                             "caption_temperature"), donate_argnums=(0,))
 def _train_step(state: dict, graphs, cap_BxR: jax.Array, valid_B: jax.Array, rng: jax.Array, *,
-                gin: GIN, head: CaptionHead, learning_rate: float, temperature: float):
+                gin: GIN, head: CaptionHead, learning_rate: float, temperature: float, neighbour_weight: float,
+                caption_temperature: float):
     """One Adam step; jitted once per (model, batch shape) and shared by every `train_encoder` call."""
     tx = optax.adam(learning_rate)
+
     def loss_fn(params):
         (_, graph_GxD), updates = gin.apply({"params": params["gin"], "batch_stats": state["batch_stats"]},
                                             graphs, train=True, mutable=["batch_stats"], rngs={"dropout": rng})
-        cap_BxD = head.apply({"params": params["head"]}, cap_BxR)
-        return info_nce(graph_GxD[: cap_BxR.shape[0]], cap_BxD, valid_B, temperature), updates["batch_stats"]
+        graph_BxD = graph_GxD[: cap_BxR.shape[0]]
+        loss = info_nce(graph_BxD, head.apply({"params": params["head"]}, cap_BxR), valid_B, temperature)
+        if neighbour_weight:
+            loss += neighbour_weight * neighbour_loss(graph_BxD, cap_BxR, valid_B, temperature, caption_temperature)
+        return loss, updates["batch_stats"]
 
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -159,7 +185,8 @@ def train_encoder(smiles: Sequence[str], texts: Sequence[str], cfg: EncoderTrain
     params = {"gin": gin_vars["params"], "head": head_params}
     state = {"params": params, "batch_stats": gin_vars["batch_stats"], "opt_state": tx.init(params)}
     step_fn = functools.partial(_train_step, gin=gin, head=head, learning_rate=cfg.learning_rate,
-                                temperature=cfg.temperature)
+                                temperature=cfg.temperature, neighbour_weight=cfg.neighbour_weight,
+                                caption_temperature=cfg.caption_temperature)
     order_rng = np.random.default_rng(cfg.seed)
     steps_per_epoch = -(-len(mols) // bs)
     total = steps_per_epoch * cfg.epochs if max_steps is None else min(max_steps, steps_per_epoch * cfg.epochs)

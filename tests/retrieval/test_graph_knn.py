@@ -6,7 +6,8 @@ import pytest
 from icma_jax.cli import main
 from icma_jax.data.records import load_split
 from icma_jax.retrieval import graph_knn, retrieve
-from icma_jax.retrieval.train_gin import EncoderTrainConfig, caption_embeddings, train_encoder
+from icma_jax.retrieval.train_gin import (EncoderTrainConfig, caption_embeddings, info_nce, neighbour_loss,
+                                         train_encoder)
 
 TINY = EncoderTrainConfig(num_layers=2, emb_dim=16, caption_dim=8, epochs=100, batch_size=8, learning_rate=3e-3)
 
@@ -36,6 +37,22 @@ def test_caption_embeddings_are_unit_and_deterministic():
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     assert a.shape[0] == 4
+
+
+def test_losses_prefer_caption_geometry_and_ignore_padding():
+    rng = np.random.default_rng(0)
+    cap = rng.normal(size=(6, 4)).astype(np.float32)
+    valid = np.array([True] * 5 + [False])
+    aligned = neighbour_loss(cap, cap, valid, 0.05, 0.05)
+    shuffled = neighbour_loss(cap[[1, 2, 3, 4, 0, 5]], cap, valid, 0.05, 0.05)
+    assert float(aligned) < float(shuffled)
+    junk = cap.copy()
+    junk[5] = 100.0  # the padding row must not matter
+    np.testing.assert_allclose(float(neighbour_loss(junk, cap, valid, 0.1, 0.05)),
+                               float(neighbour_loss(cap, cap, valid, 0.1, 0.05)), rtol=1e-6)
+    assert float(info_nce(cap, cap, valid, 0.05)) < float(info_nce(cap[[1, 2, 3, 4, 0, 5]], cap, valid, 0.05))
+    np.testing.assert_allclose(float(info_nce(junk, cap, valid, 0.1)), float(info_nce(cap, cap, valid, 0.1)),
+                               rtol=1e-6)
 
 
 @pytest.fixture(scope="module")
