@@ -52,8 +52,9 @@ class GIN(nn.Module):
     @nn.compact
     def __call__(self, graphs: jraph.GraphsTuple, train: bool = False) -> tuple[jax.Array, jax.Array]:
         node_mask_N = jraph.get_node_padding_mask(graphs)
-        h = (nn.Embed(NUM_ATOM_TYPES, self.emb_dim, embedding_init=_xavier, name="x_embedding1")(graphs.nodes["atom_type"])
-             + nn.Embed(NUM_CHIRALITY, self.emb_dim, embedding_init=_xavier, name="x_embedding2")(graphs.nodes["chirality"]))
+        atom = nn.Embed(NUM_ATOM_TYPES, self.emb_dim, embedding_init=_xavier, name="x_embedding1")
+        chirality = nn.Embed(NUM_CHIRALITY, self.emb_dim, embedding_init=_xavier, name="x_embedding2")
+        h = atom(graphs.nodes["atom_type"]) + chirality(graphs.nodes["chirality"])
         for layer in range(self.num_layers):
             h = GINConv(self.emb_dim, name=f"gnns_{layer}")(h, graphs.senders, graphs.receivers,
                                                             graphs.edges["bond_type"], graphs.edges["bond_dir"])
@@ -133,7 +134,8 @@ def variables_from_state_dict(state: dict[str, np.ndarray], num_layers: int, emb
         params[f"batch_norms_{i}"] = {"scale": take(b + "weight", (d,)), "bias": take(b + "bias", (d,))}
         stats[f"batch_norms_{i}"] = {"mean": take(b + "running_mean", (d,)), "var": take(b + "running_var", (d,))}
         used.add(b + "num_batches_tracked")
-    extra_layers = sorted({int(m.group(1)) for k in sd if (m := re.match(r"gnns\.(\d+)\.", k))} - set(range(num_layers)))
+    layers_in_file = {int(m.group(1)) for k in sd if (m := re.match(r"gnns\.(\d+)\.", k))}
+    extra_layers = sorted(layers_in_file - set(range(num_layers)))
     if extra_layers:
         raise ValueError(f"{where}: has GIN layers {extra_layers} beyond num_layers={num_layers}")
     ignored = sorted(k for k in sd if k not in used)

@@ -162,7 +162,8 @@ def read_neighbours_tsv(path: str | pathlib.Path, queries: Split | None = None, 
             raise ValueError(f"{path}:{line_no}: expected 3 tab-separated fields (query_cid, neighbour_cid, score), "
                              f"got {len(cols)}")
         vals = []
-        for field, text, conv in (("query_cid", cols[0], int), ("neighbour_cid", cols[1], int), ("score", cols[2], float)):
+        fields = (("query_cid", cols[0], int), ("neighbour_cid", cols[1], int), ("score", cols[2], float))
+        for field, text, conv in fields:
             try:
                 vals.append(conv(text))
             except ValueError:

@@ -37,7 +37,9 @@ def self_exclusions(queries: Split, database: Split) -> list[np.ndarray]:
 def _random(queries: Split, database: Split, k: int, excluded, seed: int):
     rows, scores = [], []
     for q, qrow in enumerate(queries.rows):
-        allowed = np.setdiff1d(np.arange(len(database)), excluded[q]) if excluded is not None else np.arange(len(database))
+        allowed = np.arange(len(database))
+        if excluded is not None:
+            allowed = np.setdiff1d(allowed, excluded[q])
         rng = np.random.default_rng([seed, int(qrow)])
         pick = rng.choice(allowed, size=min(k, len(allowed)), replace=False)
         rows.append(pick.astype(np.int64))

@@ -80,7 +80,8 @@ def test_unknown_method_is_an_error():
 
 def test_pathfp_lengths_missing_on_one_side():
     # Query lengths (64, 128 bits ...) that no database fingerprint has, and the reverse.
-    db_smiles, q_smiles = ["CCCCCCCCCCCCCCCC(=O)O", "c1ccccc1CCCCN(C)C(=O)O"], ["C", "CCO", "O=C=O", "CC(=O)Oc1ccccc1C(=O)O"]
+    db_smiles = ["CCCCCCCCCCCCCCCC(=O)O", "c1ccccc1CCCCN(C)C(=O)O"]
+    q_smiles = ["C", "CCO", "O=C=O", "CC(=O)Oc1ccccc1C(=O)O"]
     db, qs = F.compute(db_smiles, "pathfp"), F.compute(q_smiles, "pathfp")
     assert not set(qs.n_bits_N.tolist()) <= set(db.n_bits_N.tolist())
     index = F.build_index(db)
