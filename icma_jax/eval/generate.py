@@ -16,7 +16,7 @@ import numpy as np
 
 from icma_jax.eval.beam_search import beam_search
 from icma_jax.eval.sampling import choose, process_logits
-from icma_jax.models.transformer import CausalLM, init_cache
+from icma_jax.models.transformer import CausalLM, init_cache, unstack_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +51,13 @@ class GenerationConfig:
             raise ValueError(f"GenerationConfig.top_k={self.top_k} must be >= 0")
 
 
-def _variables(params: Any, lora: Any) -> dict:
-    return {"params": params} if lora is None else {"params": params, "lora": lora}
+def _unrolled(module: CausalLM, params: Any, lora: Any) -> tuple[CausalLM, dict]:
+    """The layer-loop twin of `module` and its per-layer variables (sliced once, outside the decode loop)."""
+    n = module.config.n_layers
+    variables = {"params": unstack_layers(params, n)}
+    if lora is not None:
+        variables["lora"] = unstack_layers(lora, n)
+    return module.clone(scan_layers=False), variables
 
 
 def _seen(tokens_BxP: jax.Array, mask_BxP: jax.Array, vocab: int) -> jax.Array:
@@ -67,7 +72,7 @@ def _sample_loop(params, lora, tokens_BxP, mask_BxP, key, *, module: CausalLM, g
     """Greedy / sampling: returns new tokens B x N (pad after each row's EOS)."""
     b, p = tokens_BxP.shape
     n, v = gen.max_new_tokens, module.config.vocab_size
-    variables = _variables(params, lora)
+    module, variables = _unrolled(module, params, lora)
     cache = init_cache(module.config, b, p + n)
     logits_BxPxV, cache = module.apply(variables, tokens_BxP, mask_BxP, cache=cache, last_only=True)
     eos_E = jnp.asarray(eos_ids, jnp.int32)
@@ -96,7 +101,8 @@ def _sample_loop(params, lora, tokens_BxP, mask_BxP, key, *, module: CausalLM, g
 @functools.partial(jax.jit, static_argnames=("module", "gen", "eos_ids", "pad_id"))
 def _beam_loop(params, lora, tokens_BxP, mask_BxP, *, module: CausalLM, gen: GenerationConfig,
                eos_ids: tuple[int, ...], pad_id: int):
-    return beam_search(module, _variables(params, lora), tokens_BxP, mask_BxP, gen.num_beams, gen.max_new_tokens,
+    module, variables = _unrolled(module, params, lora)
+    return beam_search(module, variables, tokens_BxP, mask_BxP, gen.num_beams, gen.max_new_tokens,
                        gen.length_penalty, gen.repetition_penalty, eos_ids, pad_id)
 
 

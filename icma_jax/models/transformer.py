@@ -5,7 +5,7 @@ Dims: B batch, T new tokens, S cache slots, D model, V vocab, N layers, K kv hea
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -46,6 +46,7 @@ class CausalLM(nn.Module):
     config: LMConfig
     lora: LoraConfig | None = None
     remat: bool = False
+    scan_layers: bool = True  # False: a Python loop over `layers_{i}` params (decoding; see `unstack_layers`)
 
     @nn.compact
     def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array, deterministic: bool = True,
@@ -74,12 +75,19 @@ class CausalLM(nn.Module):
         block = OPTBlock if c.family == "opt" else LlamaBlock
         if self.remat:
             block = nn.remat(block, prevent_cse=False)
-        layers = nn.scan(block, variable_axes={"params": 0, "lora": 0}, split_rngs={"params": True, "dropout": True},
-                         in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0), length=c.n_layers,
-                         metadata_params={nn.PARTITION_NAME: "layers"})
         cache_kv = None if cache is None else (cache.k_NxBxSxKxH, cache.v_NxBxSxKxH)
-        (h_BxTxD, new_kv), _ = layers(c, self.lora, deterministic, name="layers")(
-            (h_BxTxD, cache_kv), pos_BxT, kv_mask_BxS, q_slot_T, jnp.arange(c.n_layers))
+        carry = (h_BxTxD, cache_kv)
+        if self.scan_layers:
+            layers = nn.scan(block, variable_axes={"params": 0, "lora": 0}, split_rngs={"params": True, "dropout": True},
+                             in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0), length=c.n_layers,
+                             metadata_params={nn.PARTITION_NAME: "layers"})
+            carry, _ = layers(c, self.lora, deterministic, name="layers")(carry, pos_BxT, kv_mask_BxS, q_slot_T,
+                                                                          jnp.arange(c.n_layers))
+        else:  # weights are loop-invariant inputs, so XLA hoists their per-layer slicing out of a decode loop
+            for i in range(c.n_layers):
+                carry, _ = block(c, self.lora, deterministic, name=f"layers_{i}")(carry, pos_BxT, kv_mask_BxS,
+                                                                                   q_slot_T, i)
+        h_BxTxD, new_kv = carry
         if c.family == "opt":
             h_BxTxD = LayerNorm(c.norm_eps, dt, pdt, name="final_layer_norm")(h_BxTxD) if c.pre_norm else h_BxTxD
         else:
@@ -99,6 +107,16 @@ class CausalLM(nn.Module):
 def build_model(config: LMConfig, lora: LoraConfig | None = None, *, remat: bool = False) -> CausalLM:
     """The Flax module for `config` (LoRA adapters in the `"lora"` collection when `lora` is given)."""
     return CausalLM(config, lora, remat)
+
+
+def unstack_layers(tree: Any, n_layers: int) -> Any:
+    """`layers` (stacked) -> `layers_0 ... layers_{N-1}`, for a module with `scan_layers=False`."""
+    if tree is None or "layers" not in tree:
+        return tree
+    out = {k: v for k, v in tree.items() if k != "layers"}
+    for i in range(n_layers):
+        out[f"layers_{i}"] = jax.tree.map(lambda x, i=i: x[i], tree["layers"])
+    return out
 
 
 def abstract_variables(module: CausalLM) -> dict:
