@@ -143,7 +143,8 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
         check_finite(metrics, step)
         dt = max(time.time() - t0, 1e-9)
         log.step(step, {"loss": metrics["loss"], "lr": metrics["lr"], "grad_norm": metrics["grad_norm"],
-                        "tokens": metrics["n_tokens"], "tokens_per_s": float(metrics["tokens_total"]) / dt})
+                        "label_tokens": metrics["n_tokens"],
+                        "tokens_per_s": float(metrics["tokens_total"]) / dt})  # non-padding tokens per second
 
     try:
         for step in range(start + 1, total + 1):
