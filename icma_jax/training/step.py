@@ -99,22 +99,31 @@ def train_step(
     optimizer: optax.GradientTransformation,
     config: StepConfig,
     mesh: Mesh | None = None,
+    trainable_sharding: PyTree | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One update on a global batch: K micro-batches scanned, gradients of the summed NLL / total label tokens."""
     k = config.accum_steps
     step_key = jax.random.fold_in(rng, state.step)
     grad_fn = jax.value_and_grad(functools.partial(_loss_sums, apply_fn=apply_fn, config=config), has_aux=True)
-    micro = _BatchLike(*(_split_micro(x, k, mesh) for x in (batch.tokens_BxL, batch.mask_BxL, batch.labels_BxL)))
+    # keep gradient sums in the parameters' sharding (FSDP: reduce-scattered, never a full replica in the loop)
+    constrain = (lambda g: g) if trainable_sharding is None else (
+        lambda g: jax.lax.with_sharding_constraint(g, trainable_sharding))
 
-    def accumulate(carry, xs):
-        grads_acc, nll_acc, n_acc = carry
-        i, mb = xs
-        (nll, n), grads = grad_fn(state.trainable, base, mb, jax.random.fold_in(step_key, i))
-        return (jax.tree.map(jnp.add, grads_acc, grads), nll_acc + nll, n_acc + n), None
+    if k == 1:
+        (nll_sum, n_tokens), grad_sums = grad_fn(state.trainable, base, batch, jax.random.fold_in(step_key, 0))
+        grad_sums = constrain(jax.tree.map(lambda g: g.astype(jnp.float32), grad_sums))
+    else:
+        micro = _BatchLike(*(_split_micro(x, k, mesh) for x in (batch.tokens_BxL, batch.mask_BxL, batch.labels_BxL)))
 
-    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.trainable)
-    init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
-    (grad_sums, nll_sum, n_tokens), _ = jax.lax.scan(accumulate, init, (jnp.arange(k), micro))
+        def accumulate(carry, xs):
+            grads_acc, nll_acc, n_acc = carry
+            i, mb = xs
+            (nll, n), grads = grad_fn(state.trainable, base, mb, jax.random.fold_in(step_key, i))
+            return (constrain(jax.tree.map(jnp.add, grads_acc, grads)), nll_acc + nll, n_acc + n), None
+
+        zeros = constrain(jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.trainable))
+        init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+        (grad_sums, nll_sum, n_tokens), _ = jax.lax.scan(accumulate, init, (jnp.arange(k), micro))
 
     denom = jnp.maximum(n_tokens, 1).astype(jnp.float32)
     grads = jax.tree.map(lambda g, p: (g / denom).astype(p.dtype), grad_sums, state.trainable)
@@ -150,7 +159,8 @@ def make_train_step(
 ) -> Callable[[TrainState, PyTree, Any, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
     """The one jit site: `step_fn(state, base, batch, rng)`, state donated, compiled once per batch shape."""
     replicated = NamedSharding(mesh, P())
-    step = functools.partial(train_step, apply_fn=apply_fn, optimizer=optimizer, config=config, mesh=mesh)
+    step = functools.partial(train_step, apply_fn=apply_fn, optimizer=optimizer, config=config, mesh=mesh,
+                             trainable_sharding=state_sharding.trainable)
     return jax.jit(
         step,
         in_shardings=(state_sharding, base_sharding, batch_sharding(mesh), replicated),  # state, base, batch, rng
