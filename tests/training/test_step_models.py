@@ -69,3 +69,20 @@ def test_real_model_sharded_step_equals_single_device(family, mode, accum):
     if mode == "full":  # FSDP/tensor sharding of the trainable tree survives the step
         specs = {tuple(x.sharding.spec) for x in jax.tree.leaves(live.trainable)}
         assert any("fsdp" in s or ("fsdp",) in s for s in specs), specs
+
+
+def test_real_model_remat_step_equals_plain():
+    """build_model(..., remat=True) through our step: same loss and updated adapters as without remat."""
+    cfg, module, params, lora = _init("llama", "lora")
+    mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.5))
+    batch = device_put_batch(make_batch(0, 4, 12), mesh)
+    results = []
+    for remat in (False, True):
+        state, state_sh = create_state(lora, tx, replicated_sharding(lora, mesh))
+        step_fn = make_train_step(module.clone(remat=remat).apply, tx, mesh, state_sh,
+                                  replicated_sharding(params, mesh), StepConfig(mode="lora"))
+        state, m = step_fn(state, params, batch, jax.random.key(0))
+        results.append((float(m["loss"]), jax.device_get(state.trainable)))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7), results[0][1], results[1][1])
