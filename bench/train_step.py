@@ -3,7 +3,8 @@
 Both sides: a randomly initialised SmolLM2-135M-shaped Llama (tied embeddings), fp32, LoRA on every linear
 layer but lm_head (rank/alpha/dropout as given), AdamW + global-norm clip 1.0, the same batch (left-padded,
 prompt half masked to -100) and length. Steps are timed alternately (ours, theirs, ours, ...) after a
-warm-up/compile step each; the medians are compared.
+warm-up/compile step each; the medians are compared. torch gets the faster of 1 and --threads threads
+(its OpenMP pool collapses when the cores are shared); the load average is printed with the result.
 
 Usage: python bench/train_step.py [--batch 4 --length 128 --layers 30 --rounds 5 --rank 32]
 Prints `train step speedup vs transformers+peft: X` (target >= 1.5).
@@ -151,6 +152,8 @@ def main() -> None:
     for name, ts in times.items():
         print(f"{name}: median {statistics.median(ts) * 1e3:.0f} ms/step, {tps[name]:.0f} tokens/s "
               f"(steps: {', '.join(f'{t * 1e3:.0f}' for t in ts)} ms)")
+    print(f"load average (1/5/15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on "
+          f"{os.cpu_count()} cores")
     print(f"train step speedup vs transformers+peft: {tps['ours'] / tps['transformers+peft']:.2f}")
 
 
