@@ -3,9 +3,9 @@ split so that molecules with similar captions get similar graph embeddings.
 
 Captions are embedded once, fixed: LSA (truncated SVD, seeded) of sublinear TF-IDF over the BM25
 tokens, lower-cased. The loss is symmetric InfoNCE between the GIN's mean-pooled graph embedding and a
-learned linear map of the caption embedding, plus a graph-graph term: each molecule's softmax over the
-other molecules of the batch (graph cosine) is fitted to the same softmax over caption similarities, so
-the GIN output itself is the retrieval space.
+learned linear map of the caption embedding, so the GIN output itself is the retrieval space. An optional
+graph-graph term (`neighbour_weight` > 0) fits each molecule's softmax over the other molecules of the
+batch (graph cosine) to the same softmax over caption similarities.
 Legend: B batch (graphs), D GIN width, R caption dimension, T terms, M molecules.
 """
 
