@@ -8,12 +8,13 @@ the best K others keep running. Stops when no running beam can beat the worst fi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
 from icma_jax.eval.sampling import repetition_penalty
+from icma_jax.models.config import LMConfig
 from icma_jax.models.transformer import init_cache
 
 _NEG = -1.0e9
@@ -24,15 +25,16 @@ def _take(x_BxKx, idx_BxC):
     return jnp.take_along_axis(x_BxKx, idx_BxC.reshape(idx_BxC.shape + (1,) * (x_BxKx.ndim - 2)), axis=1)
 
 
-def beam_search(module: Any, variables: dict, tokens_BxP: jax.Array, mask_BxP: jax.Array, k: int, n: int,
-                length_penalty: float, penalty: float, eos_ids: tuple[int, ...], pad_id: int) -> jax.Array:
-    """Best hypothesis per row: B x N new tokens (pad after EOS)."""
+def beam_search(config: LMConfig, prefill: Callable, decode: Callable, tokens_BxP: jax.Array, mask_BxP: jax.Array,
+                k: int, n: int, length_penalty: float, penalty: float, eos_ids: tuple[int, ...],
+                pad_id: int) -> jax.Array:
+    """Best hypothesis per row: B x N new tokens (pad after EOS). `prefill`/`decode(tokens, mask, cache)` ->
+    (logits, cache) run the model (see `generate._prefill_and_step`)."""
     b, p = tokens_BxP.shape
-    v, c = module.config.vocab_size, max(2, 1 + len(eos_ids)) * k
+    v, c = config.vocab_size, max(2, 1 + len(eos_ids)) * k
     tok_BKxP = jnp.repeat(tokens_BxP, k, axis=0)
     mask_BKxP = jnp.repeat(mask_BxP, k, axis=0)
-    cache = init_cache(module.config, b * k, p + n)
-    logits_BKxPxV, cache = module.apply(variables, tok_BKxP, mask_BKxP, cache=cache, last_only=True)
+    logits_BKxPxV, cache = prefill(tok_BKxP, mask_BKxP, init_cache(config, b * k, p + n))
     rows = jnp.arange(b * k)[:, None]
     seen_BKxV = jnp.zeros((b * k, v), bool).at[rows, tok_BKxP].max(mask_BKxP.astype(bool))
     eos_E = jnp.asarray(eos_ids, jnp.int32)
@@ -70,7 +72,7 @@ def beam_search(module: Any, variables: dict, tokens_BxP: jax.Array, mask_BxP: j
                                mask_BxS=cache.mask_BxS[flat_src_BK])
         new_tok_BK = run_seq[:, :, t].reshape(-1)
         seen = s["seen"][flat_src_BK].at[jnp.arange(b * k), new_tok_BK].set(True)
-        logits_BKx1xV, cache = module.apply(variables, new_tok_BK[:, None], jnp.ones((b * k, 1), jnp.int32), cache=cache)
+        logits_BKx1xV, cache = decode(new_tok_BK[:, None], jnp.ones((b * k, 1), jnp.int32), cache)
         # HF's early_stopping=False heuristic: can the best running beam still beat the worst finished one?
         best_possible_Bx1 = run_score_BxK[:, :1] / ((t + 1).astype(jnp.float32) ** length_penalty)
         worst_BxK = jnp.where(fin_flag, jnp.min(best_score_BxK, axis=1, keepdims=True), _NEG)

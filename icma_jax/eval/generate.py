@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -51,13 +51,21 @@ class GenerationConfig:
             raise ValueError(f"GenerationConfig.top_k={self.top_k} must be >= 0")
 
 
-def _unrolled(module: CausalLM, params: Any, lora: Any) -> tuple[CausalLM, dict]:
-    """The layer-loop twin of `module` and its per-layer variables (sliced once, outside the decode loop)."""
+def _prefill_and_step(module: CausalLM, params: Any, lora: Any) -> tuple[Callable, Callable]:
+    """prefill(tokens, mask, cache) with the scanned module (compiles one layer) and step(tok, mask, cache) with
+    its layer-loop twin over per-layer weights sliced once, outside the decode loop (no per-step weight copies)."""
     n = module.config.n_layers
-    variables = {"params": unstack_layers(params, n)}
-    if lora is not None:
-        variables["lora"] = unstack_layers(lora, n)
-    return module.clone(scan_layers=False), variables
+    stacked = {"params": params} if lora is None else {"params": params, "lora": lora}
+    per_layer = {k: unstack_layers(v, n) for k, v in stacked.items()}
+    unrolled = module.clone(scan_layers=False)
+
+    def prefill(tokens, mask, cache):
+        return module.apply(stacked, tokens, mask, cache=cache, last_only=True)
+
+    def step(tokens, mask, cache):
+        return unrolled.apply(per_layer, tokens, mask, cache=cache)
+
+    return prefill, step
 
 
 def _seen(tokens_BxP: jax.Array, mask_BxP: jax.Array, vocab: int) -> jax.Array:
@@ -72,9 +80,8 @@ def _sample_loop(params, lora, tokens_BxP, mask_BxP, key, *, module: CausalLM, g
     """Greedy / sampling: returns new tokens B x N (pad after each row's EOS)."""
     b, p = tokens_BxP.shape
     n, v = gen.max_new_tokens, module.config.vocab_size
-    module, variables = _unrolled(module, params, lora)
-    cache = init_cache(module.config, b, p + n)
-    logits_BxPxV, cache = module.apply(variables, tokens_BxP, mask_BxP, cache=cache, last_only=True)
+    prefill, decode = _prefill_and_step(module, params, lora)
+    logits_BxPxV, cache = prefill(tokens_BxP, mask_BxP, init_cache(module.config, b, p + n))
     eos_E = jnp.asarray(eos_ids, jnp.int32)
     proc = functools.partial(process_logits, sample=not gen.greedy, temperature=gen.temperature, top_k=gen.top_k,
                              top_p=gen.top_p, penalty=gen.repetition_penalty)
@@ -90,7 +97,7 @@ def _sample_loop(params, lora, tokens_BxP, mask_BxP, key, *, module: CausalLM, g
         out_BxN = out_BxN.at[:, step].set(tok_B)
         seen_BxV = seen_BxV.at[jnp.arange(b), tok_B].set(True)
         done_B = done_B | jnp.any(tok_B[:, None] == eos_E[None, :], axis=-1)
-        logits_Bx1xV, cache = module.apply(variables, tok_B[:, None], jnp.ones((b, 1), jnp.int32), cache=cache)
+        logits_Bx1xV, cache = decode(tok_B[:, None], jnp.ones((b, 1), jnp.int32), cache)
         return step + 1, cache, logits_Bx1xV[:, 0], seen_BxV, out_BxN, done_B
 
     state = (jnp.zeros((), jnp.int32), cache, logits_BxPxV[:, -1], _seen(tokens_BxP, mask_BxP, v),
@@ -101,8 +108,8 @@ def _sample_loop(params, lora, tokens_BxP, mask_BxP, key, *, module: CausalLM, g
 @functools.partial(jax.jit, static_argnames=("module", "gen", "eos_ids", "pad_id"))
 def _beam_loop(params, lora, tokens_BxP, mask_BxP, *, module: CausalLM, gen: GenerationConfig,
                eos_ids: tuple[int, ...], pad_id: int):
-    module, variables = _unrolled(module, params, lora)
-    return beam_search(module, variables, tokens_BxP, mask_BxP, gen.num_beams, gen.max_new_tokens,
+    prefill, decode = _prefill_and_step(module, params, lora)
+    return beam_search(module.config, prefill, decode, tokens_BxP, mask_BxP, gen.num_beams, gen.max_new_tokens,
                        gen.length_penalty, gen.repetition_penalty, eos_ids, pad_id)
 
 

@@ -1,18 +1,17 @@
-"""Tiny random transformers models saved to disk, shared by the model tests (torch reference stack)."""
+"""Tiny random transformers models saved to disk for the model tests (the `hf` fixture skips without torch)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
 VOCAB = 128
 
 
 def tiny_hf_config(family: str, **kw):
     """A 2-layer config of `family`; extra keywords override."""
+    import transformers
+
     common = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                   max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     if family == "opt":
@@ -27,6 +26,9 @@ def tiny_hf_config(family: str, **kw):
 
 def save_tiny(tmp_path, family: str, seed: int = 0, **kw):
     """Random-init a tiny transformers CausalLM, save it (safetensors), return (torch model, directory)."""
+    import torch
+    import transformers
+
     torch.manual_seed(seed)
     cls = {"opt": transformers.OPTForCausalLM, "llama": transformers.LlamaForCausalLM,
            "mistral": transformers.MistralForCausalLM}[family]
@@ -54,6 +56,9 @@ def padded_batch(seed: int = 0, lengths=(7, 4, 9)):
 
 def torch_logits(model, tokens, mask) -> np.ndarray:
     """Reference logits with position ids from the mask (the way `generate` builds them)."""
+    import torch
+    import transformers
+
     t = torch.tensor(tokens, dtype=torch.long)
     m = torch.tensor(mask, dtype=torch.long)
     kw = {}
@@ -69,5 +74,7 @@ def hf():
     """The helpers above: `hf.save_tiny`, `hf.padded_batch`, `hf.torch_logits`, `hf.torch`, `hf.transformers`."""
     import types
 
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
     return types.SimpleNamespace(save_tiny=save_tiny, padded_batch=padded_batch, torch_logits=torch_logits,
                                  tiny_hf_config=tiny_hf_config, torch=torch, transformers=transformers, VOCAB=VOCAB)
