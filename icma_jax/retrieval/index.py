@@ -144,7 +144,8 @@ def write_neighbours_tsv(path: str | pathlib.Path, nb: Neighbours) -> None:
 
 def read_neighbours_tsv(path: str | pathlib.Path, queries: Split | None = None, database: Split | None = None
                         ) -> Neighbours:
-    """Reads an original-layout file by query blocks (consecutive lines with one query CID), any length.
+    """Reads an original-layout file by query blocks (consecutive lines with one query CID and
+    non-increasing scores), any length.
 
     With `queries`, the i-th block of CID c is the i-th query row with CID c (queries without a block get
     no neighbours; a block whose CID is not among the queries is an error). With `database`, neighbour
@@ -169,7 +170,9 @@ def read_neighbours_tsv(path: str | pathlib.Path, queries: Split | None = None, 
             except ValueError:
                 raise ValueError(f"{path}:{line_no}: field {field} {text!r} is not a number") from None
         qc, nc, sc = vals
-        if not blocks or blocks[-1][1] != qc:
+        # A new query starts where the CID changes, or where the score rises (lists are best first):
+        # the latter separates adjacent queries that share a CID.
+        if not blocks or blocks[-1][1] != qc or sc > blocks[-1][3][-1]:
             blocks.append((line_no, qc, [], []))
         blocks[-1][2].append(nc)
         blocks[-1][3].append(sc)

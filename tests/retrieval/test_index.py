@@ -54,6 +54,14 @@ def test_tsv_blocks_of_any_length_and_duplicate_query_cids(tmp_path, splits):
     assert back.rows[2].tolist() == [1, 2, 1, 0]
 
 
+def test_tsv_adjacent_queries_sharing_a_cid_are_split_by_score(tmp_path):
+    db = _split(tmp_path, "db.txt", [(10, "C", "a"), (11, "CC", "b")])
+    qs = _split(tmp_path, "q.txt", [(30, "N", "x"), (30, "O", "y")])  # adjacent rows, one CID
+    (tmp_path / "n.txt").write_text("30\t10\t2.0\n30\t11\t1.0\n30\t11\t5.0\n30\t10\t0.5\n")
+    back = read_neighbours_tsv(tmp_path / "n.txt", qs, db)
+    assert [c.tolist() for c in back.cids] == [[10, 11], [11, 10]]
+
+
 def test_tsv_reader_without_splits_and_missing_queries(tmp_path, splits):
     db, qs = splits
     (tmp_path / "n.txt").write_text("21\t10\t1.5\n21\t99\t1.0\n")
