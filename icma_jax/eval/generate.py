@@ -121,7 +121,8 @@ def generate_tokens(module: CausalLM, params: Any, tokens_BxP: np.ndarray, mask_
     if (module.lora is None) != (lora_params is None):
         raise ValueError("lora_params must be given exactly when the module was built with a LoraConfig")
     tokens, mask = jnp.asarray(tokens_BxP, jnp.int32), jnp.asarray(mask_BxP, jnp.int32)
-    kw = dict(module=module, gen=gen, eos_ids=tuple(int(e) for e in eos_ids), pad_id=int(pad_id))
+    static = dataclasses.replace(gen, seed=0, length_bucket=1)  # neither changes the compiled program
+    kw = dict(module=module, gen=static, eos_ids=tuple(int(e) for e in eos_ids), pad_id=int(pad_id))
     if gen.num_beams > 1:
         return np.asarray(_beam_loop(params, lora_params, tokens, mask, **kw))
     return np.asarray(_sample_loop(params, lora_params, tokens, mask, jax.random.key(gen.seed), **kw))

@@ -128,6 +128,7 @@ def test_sampling_seeded_and_compiles_once_per_bucket(tmp_path):
     assert gen_lib._sample_loop._cache_size() - before == 1
     np.testing.assert_array_equal(a, a2)
     c = _ours(lm, tokens, mask, GenerationConfig(**{**gen.__dict__, "seed": 4}))
+    assert gen_lib._sample_loop._cache_size() - before == 1  # the seed is data, not part of the program
     assert not np.array_equal(a, c) and not np.array_equal(a, b)
     assert ((a >= 0) & (a < VOCAB)).all()
 
