@@ -192,10 +192,12 @@ class EvalConfig:
     metric_tokenizer: str = "scibert"  # Mol2Cap tokens: scibert (MolT5's script) or a vocab.txt / HF tokenizer
     # folder (e.g. MolT5's T5 tokenizer, ICMA's own protocol)
     zero_shot_baseline: bool = False  # also evaluate the untuned model with the zero-shot prompt
+    answer_rule: str = "first_line"  # first_line: first line after the first marker | last_marker: the original
     skip: bool = False  # True: train only
 
     def __post_init__(self):
         _one_of("eval.decoding", self.decoding, DECODINGS)
+        _one_of("eval.answer_rule", self.answer_rule, ("first_line", "last_marker"))
         if not self.metric_tokenizer:
             raise ValueError("config field eval.metric_tokenizer must not be empty (default: 'scibert')")
         _at_least("eval.temperature", self.temperature, 0.0)

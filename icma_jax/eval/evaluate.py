@@ -69,7 +69,7 @@ def generate_answers(cfg: Config, module, params, lora_params, tokenizer, prompt
             ids = row.tolist()
             cut = next((i for i, t in enumerate(ids) if t in eos_ids), len(ids))
             text = tokenizer.decode(ids[:cut], skip_special_tokens=True)
-            answers.append(extract_answer(cfg.data.task, text))
+            answers.append(extract_answer(cfg.data.task, text, first_line=cfg.eval.answer_rule == "first_line"))
     return answers
 
 

@@ -21,3 +21,14 @@ def test_first_line_versus_original_rule():
 def test_unknown_task():
     with pytest.raises(ValueError, match="unknown task"):
         extract_answer("x", "y")
+
+
+def test_answer_rule_is_a_config_choice():
+    import pytest
+
+    from icma_jax import config as config_lib
+
+    assert config_lib.EvalConfig().answer_rule == "first_line"
+    assert config_lib.EvalConfig(answer_rule="last_marker").answer_rule == "last_marker"
+    with pytest.raises(ValueError, match="eval.answer_rule"):
+        config_lib.EvalConfig(answer_rule="middle")
