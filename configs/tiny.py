@@ -1,6 +1,6 @@
 """Tiny CPU config for tests: a 2-layer random Llama (d=32) over a character tokenizer, ChEBI-20 slices.
 
-Command: python train.py --config configs/tiny.py --workdir /tmp/tiny   (needs $ICMA_DATA_DIR)
+Command: python train.py --config configs/tiny.py --workdir runs/tiny   (needs $ICMA_DATA_DIR)
 Hardware: any CPU (tests use 8 fake devices). Time: ~1 minute, mostly compilation.
 Expected: loss falls from ~4.6 (uniform over 104 characters); metrics are meaningless (random model).
 Cap2Mol with BM25 retrieval from the first 200 validation rows; 16 training queries; 4 test rows.
