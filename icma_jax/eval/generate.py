@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from icma_jax.data.batching import pad_prompts
 from icma_jax.eval.beam_search import beam_search
 from icma_jax.eval.sampling import choose, process_logits
 from icma_jax.models.transformer import CausalLM, init_cache, unstack_layers
@@ -133,14 +134,8 @@ def pad_left(ids: Sequence[Sequence[int]], pad_id: int, bucket: int) -> tuple[np
     longest = max(len(x) for x in ids)
     if longest == 0:
         raise ValueError("an empty prompt has nothing to condition on")
-    p = -(-longest // bucket) * bucket
-    tokens = np.full((len(ids), p), pad_id, np.int32)
-    mask = np.zeros((len(ids), p), np.int32)
-    for i, x in enumerate(ids):
-        if len(x):
-            tokens[i, p - len(x):] = x
-            mask[i, p - len(x):] = 1
-    return tokens, mask
+    batch = pad_prompts([np.asarray(x, np.int32) for x in ids], -(-longest // bucket) * bucket, len(ids), pad_id)
+    return batch.tokens_BxL, batch.mask_BxL
 
 
 def _cut(ids: np.ndarray, eos_ids: Sequence[int]) -> list[int]:
