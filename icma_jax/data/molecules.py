@@ -32,13 +32,16 @@ def canonical_smiles(smiles: str, *, isomeric: bool = True) -> str:
     return Chem.MolToSmiles(parse_smiles(smiles), isomericSmiles=isomeric)
 
 
-def inchi(smiles: str) -> str | None:
-    """Standard InChI, or None when the SMILES does not parse or InChI generation fails."""
-    mol = try_parse(smiles)
+def inchi_of_mol(mol: Chem.Mol | None) -> str | None:
+    """Standard InChI of a molecule, or None when there is none or RDKit cannot make one."""
     if mol is None:
         return None
     try:
-        out = Chem.MolToInchi(mol)
-    except Exception:  # RDKit raises assorted C++ errors for exotic valences
+        return Chem.MolToInchi(mol) or None
+    except Exception:  # RDKit raises assorted C++ errors for exotic valences; any failure = no InChI
         return None
-    return out or None
+
+
+def inchi(smiles: str) -> str | None:
+    """Standard InChI, or None when the SMILES does not parse or InChI generation fails."""
+    return inchi_of_mol(try_parse(smiles))

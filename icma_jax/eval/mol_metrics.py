@@ -19,6 +19,7 @@ import numpy as np
 from rdkit import Chem, DataStructs, RDLogger, rdBase
 from rdkit.Chem import MACCSkeys, rdFingerprintGenerator
 
+from icma_jax.data.molecules import inchi_of_mol, try_parse
 from icma_jax.eval.text_metrics import corpus_bleu_score
 
 CAP2MOL_KEYS = ("bleu", "exact_match", "levenshtein", "validity", "maccs_fts", "rdk_fts", "morgan_fts", "fcd")
@@ -45,20 +46,8 @@ def quiet_rdkit() -> Iterator[None]:
 
 def parse_prediction(smiles: str) -> Chem.Mol | None:
     """The molecule, or None when RDKit cannot parse it or it has no atoms (empty string included)."""
-    if not smiles:
-        return None
-    mol = Chem.MolFromSmiles(smiles)
+    mol = try_parse(smiles)
     return mol if mol is not None and mol.GetNumAtoms() > 0 else None
-
-
-def inchi_of(mol: Chem.Mol | None) -> str | None:
-    """Standard InChI, or None when there is no molecule or RDKit cannot make one."""
-    if mol is None:
-        return None
-    try:
-        return Chem.MolToInchi(mol) or None
-    except Exception:  # RDKit raises assorted errors on exotic valences; any failure = no InChI
-        return None
 
 
 def fingerprint_similarities(
@@ -125,8 +114,8 @@ def _cap2mol(refs: list[str], preds: list[str], fcd: bool) -> dict:
     for ref, pred in zip(ref_mols, pred_mols):
         if ref is None or pred is None:
             continue
-        ref_inchi = inchi_of(ref)
-        exact += ref_inchi is not None and ref_inchi == inchi_of(pred)
+        ref_inchi = inchi_of_mol(ref)
+        exact += ref_inchi is not None and ref_inchi == inchi_of_mol(pred)
         sims.append(fingerprint_similarities(ref, pred, morgan))
     valid_preds = [m for m in pred_mols if m is not None]
     if fcd:
