@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from icma_jax.data.batching import Batch
+from icma_jax.data.batching import Batch, loss_window
 from icma_jax.models.config import LMConfig
 from icma_jax.models.lora import LoraConfig, init_lora
 from icma_jax.models.transformer import build_model
@@ -60,8 +60,10 @@ def jax_step(cfg: LMConfig, lora_cfg: LoraConfig, batch, lr: float):
     base_sh = replicated_sharding(params, mesh)
     step_fn = make_train_step(module.apply, tx, mesh, state_sh, base_sh, StepConfig(mode="lora"))
     holder = {"state": state, "rng": jax.random.key(2)}
-    dev_batch = device_put_batch(Batch(*batch), mesh)
-    print(f"ours: {count_params(params) / 1e6:.1f}M base params, {count_params(lora) / 1e6:.2f}M LoRA params")
+    batch = loss_window(Batch(*batch))  # the pipeline's loss window: the head runs only where labels are
+    dev_batch = device_put_batch(batch, mesh)
+    print(f"ours: {count_params(params) / 1e6:.1f}M base params, {count_params(lora) / 1e6:.2f}M LoRA params; "
+          f"vocabulary head on the last {batch.labels_BxL.shape[1]} of {batch.tokens_BxL.shape[1]} positions")
 
     def run() -> float:
         holder["state"], m = step_fn(holder["state"], params, dev_batch, holder["rng"])

@@ -18,7 +18,8 @@ from icma_jax.data.prompts import IGNORE, Encoded
 
 
 class Batch(NamedTuple):
-    """A padded batch; `labels_BxL` is aligned with `tokens_BxL` (the step shifts), -100 = no loss."""
+    """A padded batch; `labels_BxL` is aligned with `tokens_BxL` (the step shifts), -100 = no loss; after
+    `loss_window` it holds only the last W columns of the labels."""
 
     tokens_BxL: np.ndarray  # int32
     mask_BxL: np.ndarray  # int32 attention mask, 0 on the left padding
@@ -48,6 +49,23 @@ def pad_batch(seqs: Sequence[Encoded], length: int, batch_size: int, pad_id: int
         mask_BxL[i, length - n:] = 1
         labels_BxL[i, length - n:] = s.labels
     return Batch(tokens_BxL, mask_BxL, labels_BxL)
+
+
+def loss_window(batch: Batch, fractions: Sequence[int] = (8, 4, 2)) -> Batch:
+    """The batch with labels of only its last W columns, W the smallest of L/8, L/4, L/2 (else L) that
+    drops no label; the train step then runs the vocabulary head on W positions instead of L.
+
+    Left padding puts every answer at the end of its row, so without `train_on_inputs` W is about the
+    longest answer. Label column 0 is never predicted (nothing precedes it), so it may be dropped too.
+    A few W per bucket keep the number of compiled shapes small."""
+    length = batch.labels_BxL.shape[1]
+    has_label_L = (batch.labels_BxL != IGNORE).any(axis=0)
+    has_label_L[0] = False
+    first = int(np.argmax(has_label_L)) if has_label_L.any() else length
+    for w in sorted(length // f for f in fractions):
+        if 1 <= w < length and first >= length - w:
+            return batch._replace(labels_BxL=np.ascontiguousarray(batch.labels_BxL[:, length - w:]))
+    return batch
 
 
 def pad_prompts(prompts: Sequence[np.ndarray], length: int, batch_size: int, pad_id: int) -> Batch:

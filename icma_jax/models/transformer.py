@@ -40,8 +40,9 @@ def init_cache(config: LMConfig, batch: int, slots: int) -> KVCache:
 class CausalLM(nn.Module):
     """logits_BxTxV = LM(tokens_BxT, mask_BxT); positions come from the mask so left padding is exact.
 
-    With `cache` it returns (logits, cache'), writing the T new tokens at slot `cache.index`; `last_only`
-    returns logits for the last position only (B x 1 x V)."""
+    With `cache` it returns (logits, cache'), writing the T new tokens at slot `cache.index`. The head runs
+    only where logits are wanted: `last_only` gives the last position (B x 1 x V), `head_span=(i, j)`
+    positions i..j-1 (B x (j-i) x V; training's loss window)."""
 
     config: LMConfig
     lora: LoraConfig | None = None
@@ -50,7 +51,7 @@ class CausalLM(nn.Module):
 
     @nn.compact
     def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array, deterministic: bool = True,
-                 cache: KVCache | None = None, last_only: bool = False):
+                 cache: KVCache | None = None, last_only: bool = False, head_span: tuple[int, int] | None = None):
         c = self.config
         dt, pdt = dtype_of(c.dtype), dtype_of(c.param_dtype)
         b, t = tokens_BxT.shape
@@ -94,6 +95,8 @@ class CausalLM(nn.Module):
             h_BxTxD = RMSNorm(c.norm_eps, dt, pdt, name="norm")(h_BxTxD)
         if last_only:  # generation's prefill needs only the next-token logits (T x cheaper head)
             h_BxTxD = h_BxTxD[:, -1:]
+        elif head_span is not None:
+            h_BxTxD = h_BxTxD[:, head_span[0]:head_span[1]]
         if c.tie_embeddings:  # dot_general on the V x D table directly (`attend` transposes a copy of it)
             logits_BxTxV = jnp.einsum("btd,vd->btv", h_BxTxD, embed.embedding.astype(dt))
         else:

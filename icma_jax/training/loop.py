@@ -23,7 +23,7 @@ import numpy as np
 from icma_jax import config as config_lib
 from icma_jax.config import Config
 from icma_jax.data import context
-from icma_jax.data.batching import BatchIterator
+from icma_jax.data.batching import BatchIterator, loss_window
 from icma_jax.eval import evaluate
 from icma_jax.training import backbone as backbone_lib
 from icma_jax.training.checkpoint import Checkpointer, abstract_state
@@ -148,7 +148,7 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
 
     try:
         for step in range(start + 1, total + 1):
-            batch = next(iterator)
+            batch = loss_window(next(iterator))  # the same W on every host: decided on the global batch
             n_tokens_total = int(batch.mask_BxL.sum())
             state, metrics = step_fn(state, backbone.base, device_put_batch(_host_rows(batch), mesh), rng)
             metrics = {**metrics, "tokens_total": n_tokens_total}

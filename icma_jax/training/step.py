@@ -50,11 +50,15 @@ def causal_lm_loss_sums(logits_BxLxV: jax.Array, labels_BxL: jax.Array) -> tuple
     """HF causal-LM loss pieces: (sum of NLL, number of label tokens); logits t predict labels t+1, -100 ignored."""
     # shift the labels, not the logits: no copy of the [B, L, V] tensor; the last position predicts nothing
     ignore_Bx1 = jnp.full((labels_BxL.shape[0], 1), IGNORE, labels_BxL.dtype)
-    targets_BxL = jnp.concatenate([labels_BxL[:, 1:], ignore_Bx1], axis=1)
-    logits_BxLxV = logits_BxLxV.astype(jnp.float32)
-    valid_BxL = targets_BxL != IGNORE
-    nll_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, jnp.where(valid_BxL, targets_BxL, 0))
-    return jnp.sum(jnp.where(valid_BxL, nll_BxL, 0.0)), jnp.sum(valid_BxL, dtype=jnp.int32)
+    return nll_sums(logits_BxLxV, jnp.concatenate([labels_BxL[:, 1:], ignore_Bx1], axis=1))
+
+
+def nll_sums(logits_BxWxV: jax.Array, targets_BxW: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(sum of NLL, count) of already-aligned targets (logits w predict targets w), -100 ignored."""
+    logits_BxWxV = logits_BxWxV.astype(jnp.float32)
+    valid_BxW = targets_BxW != IGNORE
+    nll_BxW = optax.softmax_cross_entropy_with_integer_labels(logits_BxWxV, jnp.where(valid_BxW, targets_BxW, 0))
+    return jnp.sum(jnp.where(valid_BxW, nll_BxW, 0.0)), jnp.sum(valid_BxW, dtype=jnp.int32)
 
 
 def _cast_floats(tree: PyTree, dtype: str | None) -> PyTree:
@@ -82,11 +86,18 @@ def _split_micro(x_BxL: jax.Array, k: int, mesh: Mesh | None) -> jax.Array:
 def _loss_sums(
     trainable: PyTree, base: PyTree, batch: Any, key: jax.Array, *, apply_fn: ApplyFn, config: StepConfig
 ) -> tuple[jax.Array, jax.Array]:
-    logits_BxLxV = apply_fn(
+    """Labels as wide as the tokens: the full causal-LM loss. Labels narrower (W < L, see
+    `batching.loss_window`): they are the labels of the last W positions, so the head runs only on the W
+    positions before them (logits L-W-1 .. L-2), a W/L share of the vocabulary projection and softmax."""
+    l, w = batch.tokens_BxL.shape[1], batch.labels_BxL.shape[1]
+    kwargs = {} if w == l else {"head_span": (l - w - 1, l - 1)}
+    logits_BxWxV = apply_fn(
         _variables(config, trainable, base), batch.tokens_BxL, batch.mask_BxL,
-        deterministic=not config.dropout, rngs={"dropout": key},
+        deterministic=not config.dropout, rngs={"dropout": key}, **kwargs,
     )
-    return causal_lm_loss_sums(logits_BxLxV, batch.labels_BxL)
+    if w == l:
+        return causal_lm_loss_sums(logits_BxWxV, batch.labels_BxL)
+    return nll_sums(logits_BxWxV, batch.labels_BxL)
 
 
 def train_step(

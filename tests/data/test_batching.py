@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from icma_jax.data.batching import BatchIterator, bucket_for, pad_batch
+from icma_jax.data.batching import Batch, BatchIterator, bucket_for, loss_window, pad_batch
 from icma_jax.data.prompts import IGNORE, Encoded
 
 
@@ -26,6 +26,41 @@ def test_pad_batch_left_pads_and_fills_empty_rows():
     np.testing.assert_array_equal(b.mask_BxL[1], [0, 1, 1, 1, 1, 1])
     np.testing.assert_array_equal(b.labels_BxL[0], [IGNORE, IGNORE, IGNORE, IGNORE, 2, 3])
     assert (b.mask_BxL[2] == 0).all() and (b.labels_BxL[2] == IGNORE).all()
+
+
+def _labels_from(first_label_col: list[int], length: int) -> Batch:
+    labels = np.full((len(first_label_col), length), IGNORE, np.int32)
+    for i, c in enumerate(first_label_col):
+        labels[i, c:] = 7
+    return Batch(np.ones_like(labels), np.ones_like(labels), labels)
+
+
+@pytest.mark.parametrize("first_cols,width", [
+    ([60, 62], 8),  # answers in the last 4 and 2 columns: L/8
+    ([60, 48], 16),  # column 48 needs the last 16
+    ([60, 47], 32),  # one column more: L/4
+    ([33], 32), ([32], 32), ([31], 64), ([1], 64),  # beyond L/2: the full width
+    ([64], 8),  # no labels at all: the smallest window
+])
+def test_loss_window_is_the_smallest_that_drops_no_predictable_label(first_cols, width):
+    batch = _labels_from(first_cols, 64)
+    out = loss_window(batch)
+    assert out.labels_BxL.shape == (len(first_cols), width)
+    assert out.tokens_BxL is batch.tokens_BxL
+    np.testing.assert_array_equal(out.labels_BxL, batch.labels_BxL[:, 64 - width:])
+    dropped = batch.labels_BxL[:, 1:64 - width]
+    assert (dropped == IGNORE).all()
+
+
+def test_loss_window_keeps_full_labels_when_the_prompt_is_trained_on():
+    batch = _labels_from([1, 2], 64)
+    assert loss_window(batch) is batch
+
+
+def test_loss_window_may_drop_column_0_which_nothing_predicts():
+    batch = _labels_from([62], 64)
+    batch.labels_BxL[0, 0] = 5
+    assert loss_window(batch).labels_BxL.shape == (1, 8)
 
 
 def test_every_sequence_once_per_epoch_in_its_bucket():

@@ -63,3 +63,15 @@ def test_logits_bf16_within_tolerance(tmp_path, hf, family):
     real = mask.astype(bool)
     err = np.abs(ours[real] - ref[real]).max() / np.abs(ref[real]).max()
     assert err <= 0.05, f"bf16 relative error {err:.3f}"
+
+
+@pytest.mark.parametrize("family", ["opt", "llama"])
+def test_head_span_and_last_only_are_slices_of_the_full_logits(tmp_path, hf, family):
+    _, directory = hf.save_tiny(tmp_path, family)
+    tokens, mask = hf.padded_batch()
+    lm, full = _ours(directory, tokens, mask)
+    with jax.default_matmul_precision("highest"):
+        span = lm.module.apply({"params": lm.params}, jnp.asarray(tokens), jnp.asarray(mask), head_span=(2, 5))
+        last = lm.module.apply({"params": lm.params}, jnp.asarray(tokens), jnp.asarray(mask), last_only=True)
+    np.testing.assert_allclose(np.asarray(span), full[:, 2:5], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(last), full[:, -1:], atol=1e-5)

@@ -9,6 +9,7 @@ import optax
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from icma_jax.data.batching import loss_window
 from icma_jax.training.optim import make_optimizer
 from icma_jax.training.state import create_state, replicated_sharding
 from icma_jax.training.step import (
@@ -122,6 +123,21 @@ def test_accumulating_k_micro_batches_equals_one_big_batch(tiny_lm, mode):
         np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-6)
         assert a["n_tokens"] == b["n_tokens"]
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), one, four)
+
+
+@pytest.mark.parametrize("mode,accum", [("lora", 1), ("full", 2)])
+def test_loss_window_step_equals_full_labels(tiny_lm, mode, accum):
+    module, params, lora = tiny_lm
+    batches = [make_batch(s, 8, 12) for s in range(2)]
+    windowed = [loss_window(b) for b in batches]
+    assert all(w.labels_BxL.shape == (8, 6) for w in windowed)  # the head runs on 6 of 12 positions
+    config, mesh = StepConfig(mode=mode, accum_steps=accum, dropout=False), mesh_of(2, 1)
+    full, h_full, _ = _run(module, params, lora, batches, mesh, config, tx=_sgd())
+    win, h_win, _ = _run(module, params, lora, windowed, mesh, config, tx=_sgd())
+    for a, b in zip(h_full, h_win):
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-6)
+        assert a["n_tokens"] == b["n_tokens"]
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), full, win)
 
 
 def test_accumulation_rejects_indivisible_batch(tiny_lm):

@@ -38,7 +38,7 @@ class TinyLM(nn.Module):
     lora: bool = True  # False: no "lora" collection (full fine-tuning), like build_model(config, lora=None)
 
     @nn.compact
-    def __call__(self, tokens_BxL, mask_BxL, deterministic: bool = True):
+    def __call__(self, tokens_BxL, mask_BxL, deterministic: bool = True, head_span=None):
         pos_BxL = jnp.maximum(jnp.cumsum(mask_BxL, axis=-1) - 1, 0)
         h = nn.Embed(V, D)(tokens_BxL) + nn.Embed(32, D)(pos_BxL)
         L = tokens_BxL.shape[1]
@@ -48,6 +48,8 @@ class TinyLM(nn.Module):
         h = h + jax.nn.softmax(att, axis=-1) @ v
         mlp = nn.remat(LoRADense, static_argnums=(2,)) if self.remat else LoRADense
         h = h + mlp(D, self.lora, name="mlp")(jax.nn.gelu(nn.LayerNorm()(h)), deterministic)
+        if head_span is not None:
+            h = h[:, head_span[0]:head_span[1]]
         return nn.Dense(V)(nn.LayerNorm()(h))
 
 
