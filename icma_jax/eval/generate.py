@@ -53,20 +53,35 @@ class GenerationConfig:
 
 
 def _prefill_and_step(module: CausalLM, params: Any, lora: Any) -> tuple[Callable, Callable]:
-    """prefill(tokens, mask, cache) with the scanned module (compiles one layer) and step(tok, mask, cache) with
-    its layer-loop twin over per-layer weights sliced once, outside the decode loop (no per-step weight copies)."""
+    """prefill(tokens, mask, cache) and step(tok, mask, cache). The step runs the layer-loop twin of the
+    module over per-layer weights: given stacked weights (the training layout), they are sliced once per
+    call, outside the decode loop (no per-step weight copies); weights already in the per-layer layout
+    (`decoding_layout`) are used as they are, so repeated calls copy nothing."""
     n = module.config.n_layers
     stacked = {"params": params} if lora is None else {"params": params, "lora": lora}
-    per_layer = {k: unstack_layers(v, n) for k, v in stacked.items()}
     unrolled = module.clone(scan_layers=False)
+    if "layers" not in params:
+        prefill_module, prefill_vars, per_layer = unrolled, stacked, stacked
+    else:
+        prefill_module, prefill_vars = module, stacked
+        per_layer = {k: unstack_layers(v, n) for k, v in stacked.items()}
 
     def prefill(tokens, mask, cache):
-        return module.apply(stacked, tokens, mask, cache=cache, last_only=True)
+        return prefill_module.apply(prefill_vars, tokens, mask, cache=cache, last_only=True)
 
     def step(tokens, mask, cache):
         return unrolled.apply(per_layer, tokens, mask, cache=cache)
 
     return prefill, step
+
+
+def decoding_layout(module: CausalLM, params: Any, lora: Any = None) -> tuple[Any, Any]:
+    """(params, lora) with the stacked `layers` split into `layers_0 ... layers_{N-1}`, copied once.
+
+    For many `generate_tokens` calls with the same weights (evaluating a split): each call then skips
+    slicing every layer's weights out of the stack (a full copy of the model per call otherwise)."""
+    unstack = jax.jit(lambda tree: unstack_layers(tree, module.config.n_layers))
+    return unstack(params), None if lora is None else unstack(lora)
 
 
 def _seen(tokens_BxP: jax.Array, mask_BxP: jax.Array, vocab: int) -> jax.Array:

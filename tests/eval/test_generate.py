@@ -59,9 +59,10 @@ def _hf_generate(model, tokens, mask, n, eos=2, **kw):
     return new
 
 
-def _ours(lm, tokens, mask, gen, eos=(2,)):
+def _ours(lm, tokens, mask, gen, eos=(2,), params=None):
     with jax.default_matmul_precision("highest"):
-        return generate_tokens(lm.module, lm.params, tokens, mask, gen, eos_ids=eos, pad_id=0)
+        return generate_tokens(lm.module, lm.params if params is None else params, tokens, mask, gen, eos_ids=eos,
+                               pad_id=0)
 
 
 @pytest.mark.parametrize("family,kw", [("opt", {}), ("llama", {}), ("mistral", {"sliding_window": 4})])
@@ -69,7 +70,11 @@ def test_greedy_matches_transformers(tmp_path, family, kw):
     model, lm = _tiny(tmp_path, family, **kw)
     tokens, mask = _prompts()
     ref = _hf_generate(model, tokens, mask, 10)
-    np.testing.assert_array_equal(_ours(lm, tokens, mask, GenerationConfig(max_new_tokens=10)), ref)
+    gen = GenerationConfig(max_new_tokens=10)
+    np.testing.assert_array_equal(_ours(lm, tokens, mask, gen), ref)
+    per_layer, _ = gen_lib.decoding_layout(lm.module, lm.params)  # the layout evaluation decodes with
+    assert "layers" not in per_layer and "layers_1" in per_layer
+    np.testing.assert_array_equal(_ours(lm, tokens, mask, gen, params=per_layer), ref)
 
 
 def test_greedy_stops_at_eos_per_row_and_repetition_penalty(tmp_path):
@@ -94,6 +99,9 @@ def test_beam_search_matches_transformers(tmp_path, family):
     ref = _hf_generate(model, tokens, mask, 6, num_beams=3, length_penalty=1.0, early_stopping=False)
     ours = _ours(lm, tokens, mask, GenerationConfig(max_new_tokens=6, num_beams=3))
     np.testing.assert_array_equal(ours, ref)
+    per_layer, _ = gen_lib.decoding_layout(lm.module, lm.params)
+    np.testing.assert_array_equal(_ours(lm, tokens, mask, GenerationConfig(max_new_tokens=6, num_beams=3),
+                                        params=per_layer), ref)
 
 
 def test_processors_match_transformers():
