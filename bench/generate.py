@@ -2,8 +2,8 @@
 
 Run: `.venv/bin/python bench/generate.py [--new-tokens 32] [--repeats 3]` (about 1-2 minutes on 2 CPU cores).
 Both sides get the same 8 prompts (left-padded), produce exactly --new-tokens tokens (EOS disabled), fp32.
-Ours decodes from the per-layer weight layout that evaluation uses (`decoding_layout`, made once, its time
-printed), as transformers' model is loaded once.
+Ours decodes from the weight layout that evaluation uses (`decoding_layout`: per layer, q/k/v and gate/up
+kernels concatenated; made once, its time printed), as transformers' model is loaded once.
 Prints per-side seconds (best of --repeats after one warm-up/compile run; transformers at its best torch
 thread count, 1 or all cores) and
 `greedy decode speedup vs transformers: X`.
@@ -60,11 +60,12 @@ def main() -> None:
     gen = GenerationConfig(max_new_tokens=n)
 
     t0 = time.perf_counter()
-    params, _ = jax.block_until_ready(decoding_layout(lm.module, lm.params))
+    module, params = decoding_layout(lm.module, lm.params)
+    params = jax.block_until_ready(params)
     layout_s = time.perf_counter() - t0
 
     def ours():
-        return generate_tokens(lm.module, params, tokens, mask, gen, eos_ids=(), pad_id=pad)
+        return generate_tokens(module, params, tokens, mask, gen, eos_ids=(), pad_id=pad)
 
     t0 = time.perf_counter()
     ours_out = ours()

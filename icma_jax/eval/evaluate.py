@@ -58,7 +58,8 @@ def generate_answers(cfg: Config, module, params, lora_params, tokenizer, prompt
     length = int(np.ceil(max(len(p) for p in prompt_ids) / 64) * 64)  # few distinct shapes across runs
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos_ids = tuple(sorted({tokenizer.eos_token_id, *module.config.eos_token_ids} - {None}))
-    params, lora_params = decoding_layout(module, params, lora_params)  # one weight copy, not one per batch
+    module, params = decoding_layout(module, params, lora_params)  # one weight copy (LoRA merged), not one per batch
+    lora_params = None
     answers = []
     for start in range(0, len(prompt_ids), bs):
         chunk = list(prompt_ids[start:start + bs])

@@ -17,6 +17,7 @@ import numpy as np
 from icma_jax.data.batching import pad_prompts
 from icma_jax.eval.beam_search import beam_search
 from icma_jax.eval.sampling import choose, process_logits
+from icma_jax.models.lora import merge_lora
 from icma_jax.models.transformer import CausalLM, init_cache, unstack_layers
 
 
@@ -75,13 +76,32 @@ def _prefill_and_step(module: CausalLM, params: Any, lora: Any) -> tuple[Callabl
     return prefill, step
 
 
-def decoding_layout(module: CausalLM, params: Any, lora: Any = None) -> tuple[Any, Any]:
-    """(params, lora) with the stacked `layers` split into `layers_0 ... layers_{N-1}`, copied once.
+def decoding_layout(module: CausalLM, params: Any, lora: Any = None) -> tuple[CausalLM, Any]:
+    """(module, params) for many `generate_tokens` calls with the same weights (evaluating a split), made
+    in one jitted copy: LoRA merged (W + (alpha/r) A B), the stacked `layers` split per layer, and the
+    q/k/v and gate/up kernels concatenated, so a decode step runs 4 weight products per layer instead of
+    7 (or 21 with unmerged adapters) and no call slices weights out of the stack again."""
+    if (module.lora is None) != (lora is None):
+        raise ValueError("decoding_layout: give lora exactly when the module was built with a LoraConfig")
+    n = module.config.n_layers
 
-    For many `generate_tokens` calls with the same weights (evaluating a split): each call then skips
-    slicing every layer's weights out of the stack (a full copy of the model per call otherwise)."""
-    unstack = jax.jit(lambda tree: unstack_layers(tree, module.config.n_layers))
-    return unstack(params), None if lora is None else unstack(lora)
+    def fuse(block: dict, owner: str | None, names: tuple[str, ...], fused: str) -> dict:
+        parent = dict(block[owner]) if owner else dict(block)
+        if not all(nm in parent for nm in names):
+            return block
+        parts = [parent.pop(nm) for nm in names]
+        parent[fused] = {key: jnp.concatenate([part[key] for part in parts], axis=-1) for key in parts[0]}
+        return {**block, owner: parent} if owner else parent
+
+    def build(params, lora):
+        merged = params if lora is None else merge_lora(params, lora, module.lora)
+        out = unstack_layers(merged, n) if "layers" in merged else dict(merged)
+        for i in range(n):
+            block = fuse(out[f"layers_{i}"], "self_attn", ("q_proj", "k_proj", "v_proj"), "qkv_proj")
+            out[f"layers_{i}"] = fuse(block, "mlp", ("gate_proj", "up_proj"), "gate_up_proj") if "mlp" in block else block
+        return out
+
+    return module.clone(lora=None, scan_layers=False, fused=True), jax.jit(build)(params, lora)
 
 
 def _seen(tokens_BxP: jax.Array, mask_BxP: jax.Array, vocab: int) -> jax.Array:

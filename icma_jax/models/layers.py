@@ -177,6 +177,7 @@ class Attention(nn.Module):
     out_name: str  # "o_proj" (Llama) or "out_proj" (OPT)
     lora: LoraConfig | None = None
     deterministic: bool = True
+    fused: bool = False  # one `qkv_proj` kernel D x (N + 2K)H instead of q/k/v_proj (decoding layout)
 
     def _linear(self, name: str, features: int, axes: tuple[str, str]) -> Linear:
         c = self.config
@@ -191,9 +192,14 @@ class Attention(nn.Module):
         c = self.config
         b, t, _ = x_BxTxD.shape
         n, kh, h = c.n_heads, c.n_kv_heads, c.head_dim
-        q = self._linear("q_proj", n * h, ("embed", "heads"))(x_BxTxD).reshape(b, t, n, h)
-        k = self._linear("k_proj", kh * h, ("embed", "kv_heads"))(x_BxTxD).reshape(b, t, kh, h)
-        v = self._linear("v_proj", kh * h, ("embed", "kv_heads"))(x_BxTxD).reshape(b, t, kh, h)
+        if self.fused:
+            qkv = self._linear("qkv_proj", (n + 2 * kh) * h, ("embed", "heads"))(x_BxTxD)
+            q, k, v = jnp.split(qkv, [n * h, (n + kh) * h], axis=-1)
+            q, k, v = q.reshape(b, t, n, h), k.reshape(b, t, kh, h), v.reshape(b, t, kh, h)
+        else:
+            q = self._linear("q_proj", n * h, ("embed", "heads"))(x_BxTxD).reshape(b, t, n, h)
+            k = self._linear("k_proj", kh * h, ("embed", "kv_heads"))(x_BxTxD).reshape(b, t, kh, h)
+            v = self._linear("v_proj", kh * h, ("embed", "kv_heads"))(x_BxTxD).reshape(b, t, kh, h)
         if c.family != "opt":
             inv_freq = rope_inv_freq(c)
             q, k = apply_rope(q, pos_BxT, inv_freq), apply_rope(k, pos_BxT, inv_freq)

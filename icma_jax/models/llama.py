@@ -6,6 +6,7 @@ Dims: B batch, T new tokens, S cache slots, D model, F feed-forward.
 from __future__ import annotations
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from icma_jax.models.config import LMConfig
 from icma_jax.models.layers import Attention, Linear, RMSNorm, dtype_of
@@ -18,6 +19,7 @@ class LlamaBlock(nn.Module):
     config: LMConfig
     lora: LoraConfig | None = None
     deterministic: bool = True
+    fused: bool = False
 
     @nn.compact
     def __call__(self, carry, pos_BxT, kv_mask_BxS, q_slot_T, layer):
@@ -25,20 +27,21 @@ class LlamaBlock(nn.Module):
         c = self.config
         dt, pdt = dtype_of(c.dtype), dtype_of(c.param_dtype)
         x = RMSNorm(c.norm_eps, dt, pdt, name="input_layernorm")(h_BxTxD)
-        a, cache_kv = Attention(c, "o_proj", self.lora, self.deterministic, name="self_attn")(
+        a, cache_kv = Attention(c, "o_proj", self.lora, self.deterministic, self.fused, name="self_attn")(
             x, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv, layer)
         h_BxTxD = h_BxTxD + a
         x = RMSNorm(c.norm_eps, dt, pdt, name="post_attention_layernorm")(h_BxTxD)
-        mlp = _MLP(c, self.lora, self.deterministic, name="mlp")
+        mlp = _MLP(c, self.lora, self.deterministic, self.fused, name="mlp")
         return (h_BxTxD + mlp(x), cache_kv), None
 
 
 class _MLP(nn.Module):
-    """down(silu(gate(x)) * up(x))."""
+    """down(silu(gate(x)) * up(x)); `fused`: gate and up as one `gate_up_proj` kernel (D x 2F)."""
 
     config: LMConfig
     lora: LoraConfig | None = None
     deterministic: bool = True
+    fused: bool = False
 
     @nn.compact
     def __call__(self, x_BxTxD):
@@ -49,6 +52,9 @@ class _MLP(nn.Module):
             return Linear(features, axes, c.mlp_bias, dtype_of(c.dtype), dtype_of(c.param_dtype), lora,
                           self.deterministic, name=name)
 
-        g_BxTxF = fc("gate_proj", c.d_ff, ("embed", "mlp"))(x_BxTxD)
-        u_BxTxF = fc("up_proj", c.d_ff, ("embed", "mlp"))(x_BxTxD)
+        if self.fused:
+            g_BxTxF, u_BxTxF = jnp.split(fc("gate_up_proj", 2 * c.d_ff, ("embed", "mlp"))(x_BxTxD), 2, axis=-1)
+        else:
+            g_BxTxF = fc("gate_proj", c.d_ff, ("embed", "mlp"))(x_BxTxD)
+            u_BxTxF = fc("up_proj", c.d_ff, ("embed", "mlp"))(x_BxTxD)
         return fc("down_proj", c.d_model, ("mlp", "embed"))(nn.silu(g_BxTxF) * u_BxTxF)

@@ -19,6 +19,7 @@ class OPTBlock(nn.Module):
     config: LMConfig
     lora: LoraConfig | None = None
     deterministic: bool = True
+    fused: bool = False
 
     def _fc(self, name: str, features: int, axes: tuple[str, str]) -> Linear:
         c = self.config
@@ -34,7 +35,7 @@ class OPTBlock(nn.Module):
         attn_norm = LayerNorm(c.norm_eps, dt, pdt, name="self_attn_layer_norm")
         mlp_norm = LayerNorm(c.norm_eps, dt, pdt, name="final_layer_norm")
         x = attn_norm(h_BxTxD) if c.pre_norm else h_BxTxD
-        a, cache_kv = Attention(c, "out_proj", self.lora, self.deterministic, name="self_attn")(
+        a, cache_kv = Attention(c, "out_proj", self.lora, self.deterministic, self.fused, name="self_attn")(
             x, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv, layer)
         h_BxTxD = h_BxTxD + a
         h_BxTxD = h_BxTxD if c.pre_norm else attn_norm(h_BxTxD)

@@ -48,6 +48,7 @@ class CausalLM(nn.Module):
     lora: LoraConfig | None = None
     remat: bool = False
     scan_layers: bool = True  # False: a Python loop over `layers_{i}` params (decoding; see `unstack_layers`)
+    fused: bool = False  # q/k/v and gate/up kernels concatenated (`qkv_proj`, `gate_up_proj`): decoding layout
 
     @nn.compact
     def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array, deterministic: bool = True,
@@ -82,12 +83,12 @@ class CausalLM(nn.Module):
             layers = nn.scan(block, variable_axes={"params": 0, "lora": 0}, split_rngs={"params": True, "dropout": True},
                              in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0), length=c.n_layers,
                              metadata_params={nn.PARTITION_NAME: "layers"})
-            carry, _ = layers(c, self.lora, deterministic, name="layers")(carry, pos_BxT, kv_mask_BxS, q_slot_T,
-                                                                          jnp.arange(c.n_layers))
+            carry, _ = layers(c, self.lora, deterministic, self.fused, name="layers")(
+                carry, pos_BxT, kv_mask_BxS, q_slot_T, jnp.arange(c.n_layers))
         else:  # weights are loop-invariant inputs, so XLA hoists their per-layer slicing out of a decode loop
             for i in range(c.n_layers):
-                carry, _ = block(c, self.lora, deterministic, name=f"layers_{i}")(carry, pos_BxT, kv_mask_BxS,
-                                                                                   q_slot_T, i)
+                carry, _ = block(c, self.lora, deterministic, self.fused, name=f"layers_{i}")(
+                    carry, pos_BxT, kv_mask_BxS, q_slot_T, i)
         h_BxTxD, new_kv = carry
         if c.family == "opt":
             h_BxTxD = LayerNorm(c.norm_eps, dt, pdt, name="final_layer_norm")(h_BxTxD) if c.pre_norm else h_BxTxD

@@ -59,10 +59,10 @@ def _hf_generate(model, tokens, mask, n, eos=2, **kw):
     return new
 
 
-def _ours(lm, tokens, mask, gen, eos=(2,), params=None):
+def _ours(lm, tokens, mask, gen, eos=(2,), layout=None):
+    module, params = (lm.module, lm.params) if layout is None else layout
     with jax.default_matmul_precision("highest"):
-        return generate_tokens(lm.module, lm.params if params is None else params, tokens, mask, gen, eos_ids=eos,
-                               pad_id=0)
+        return generate_tokens(module, params, tokens, mask, gen, eos_ids=eos, pad_id=0)
 
 
 @pytest.mark.parametrize("family,kw", [("opt", {}), ("llama", {}), ("mistral", {"sliding_window": 4})])
@@ -72,9 +72,9 @@ def test_greedy_matches_transformers(tmp_path, family, kw):
     ref = _hf_generate(model, tokens, mask, 10)
     gen = GenerationConfig(max_new_tokens=10)
     np.testing.assert_array_equal(_ours(lm, tokens, mask, gen), ref)
-    per_layer, _ = gen_lib.decoding_layout(lm.module, lm.params)  # the layout evaluation decodes with
-    assert "layers" not in per_layer and "layers_1" in per_layer
-    np.testing.assert_array_equal(_ours(lm, tokens, mask, gen, params=per_layer), ref)
+    layout = gen_lib.decoding_layout(lm.module, lm.params)  # the layout evaluation decodes with
+    assert "layers" not in layout[1] and "qkv_proj" in layout[1]["layers_1"]["self_attn"]
+    np.testing.assert_array_equal(_ours(lm, tokens, mask, gen, layout=layout), ref)
 
 
 def test_greedy_stops_at_eos_per_row_and_repetition_penalty(tmp_path):
@@ -99,9 +99,8 @@ def test_beam_search_matches_transformers(tmp_path, family):
     ref = _hf_generate(model, tokens, mask, 6, num_beams=3, length_penalty=1.0, early_stopping=False)
     ours = _ours(lm, tokens, mask, GenerationConfig(max_new_tokens=6, num_beams=3))
     np.testing.assert_array_equal(ours, ref)
-    per_layer, _ = gen_lib.decoding_layout(lm.module, lm.params)
     np.testing.assert_array_equal(_ours(lm, tokens, mask, GenerationConfig(max_new_tokens=6, num_beams=3),
-                                        params=per_layer), ref)
+                                        layout=gen_lib.decoding_layout(lm.module, lm.params)), ref)
 
 
 def test_processors_match_transformers():
@@ -147,3 +146,26 @@ def test_top_k_one_sampling_is_greedy(tmp_path):
     greedy = _ours(lm, tokens, mask, GenerationConfig(max_new_tokens=5))
     np.testing.assert_array_equal(_ours(lm, tokens, mask, GenerationConfig(max_new_tokens=5, greedy=False, top_k=1,
                                                                             temperature=2.0, seed=9)), greedy)
+
+
+@pytest.mark.parametrize("family", ["llama", "opt"])
+def test_decoding_layout_merges_lora_and_fuses_kernels(tmp_path, family):
+    from icma_jax.models.lora import LoraConfig, init_lora
+
+    _, lm = _tiny(tmp_path, family)
+    tokens, mask = _prompts()
+    lcfg = LoraConfig.for_family(family, rank=4, alpha=8.0, dropout=0.0)
+    module = lm.module.clone(lora=lcfg)
+    lora = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(jax.random.key(3), x.shape), init_lora(module, lcfg,
+                                                                                                  jax.random.key(0)))
+    gen = GenerationConfig(max_new_tokens=8)
+    with jax.default_matmul_precision("highest"):
+        unmerged = generate_tokens(module, lm.params, tokens, mask, gen, eos_ids=(2,), pad_id=0, lora_params=lora)
+    fast_module, fast = gen_lib.decoding_layout(module, lm.params, lora)
+    assert fast_module.lora is None and fast_module.fused
+    fused = {"llama": {"qkv_proj", "o_proj"}, "opt": {"qkv_proj", "out_proj"}}[family]
+    assert set(fast["layers_0"]["self_attn"]) == fused
+    assert family == "opt" or set(fast["layers_0"]["mlp"]) == {"gate_up_proj", "down_proj"}
+    np.testing.assert_array_equal(_ours(lm, tokens, mask, gen, layout=(fast_module, fast)), unmerged)
+    with pytest.raises(ValueError, match="exactly when"):
+        gen_lib.decoding_layout(module, lm.params)
