@@ -4,9 +4,11 @@ split so that molecules with similar captions get similar graph embeddings.
 Captions are embedded once, fixed: LSA (truncated SVD, seeded) of sublinear TF-IDF over the BM25
 tokens, lower-cased. The loss is symmetric InfoNCE between the GIN's mean-pooled graph embedding and a
 learned linear map of the caption embedding, so the GIN output itself is the retrieval space. An optional
-graph-graph term (`neighbour_weight` > 0) fits each molecule's softmax over the other molecules of the
-batch (graph cosine) to the same softmax over caption similarities.
-Legend: B batch (graphs), D GIN width, R caption dimension, T terms, M molecules.
+graph-graph term (`structure_weight` > 0) fits each molecule's softmax over the other molecules of the
+batch (graph cosine) to the softmax of a target similarity: Morgan Tanimoto mixed with caption cosine
+(`caption_mix`). With `neighbours` > 0 half of each batch is one of each anchor's Morgan top-k, so close
+analogues meet in a batch (hard negatives for InfoNCE, informative targets for the graph-graph term).
+Legend: B batch (graphs), D GIN width, R caption dimension, T terms, M molecules, F fingerprint bits.
 """
 
 import dataclasses
@@ -25,6 +27,7 @@ from tqdm.auto import tqdm
 
 from icma_jax.data.graphs import batch_graphs, budget_for, featurize_many
 from icma_jax.models.gnn import GIN
+from icma_jax.retrieval import fingerprints
 from icma_jax.retrieval.bm25 import tokenize
 
 
@@ -36,11 +39,14 @@ class EncoderTrainConfig:
     emb_dim: int = 300
     caption_dim: int = 128  # LSA components
     epochs: int = 10
-    batch_size: int = 64
+    batch_size: int = 128  # 64 measured 0.004 BLEU-4 lower (held-out part of validation, 2 seeds)
     learning_rate: float = 1e-3
     temperature: float = 0.1
-    neighbour_weight: float = 0.0  # graph-graph term (caption-similarity soft targets); 1.0 measured no gain
-    caption_temperature: float = 0.05  # sharpness of those targets
+    caption_weight: float = 1.0  # InfoNCE graph <-> caption
+    structure_weight: float = 1.0  # graph-graph soft-neighbour term (targets: Tanimoto / caption similarity)
+    structure_temperature: float = 0.05  # sharpness of those targets
+    caption_mix: float = 0.0  # share of caption cosine in the targets (the rest: Morgan Tanimoto); 0.5, 1 no gain
+    neighbours: int = 10  # > 0: half of each batch is anchors, half one of each anchor's Morgan top-k
     drop_ratio: float = 0.0
     seed: int = 0
 
@@ -52,10 +58,13 @@ class EncoderTrainConfig:
             raise ValueError("train-encoder: num_layers must be >= 2 (as in the original GNN)")
         if self.batch_size < 2:
             raise ValueError("train-encoder: batch_size must be >= 2 (InfoNCE needs negatives)")
-        if not (self.learning_rate > 0 and self.temperature > 0 and self.caption_temperature > 0
-                and self.neighbour_weight >= 0 and 0 <= self.drop_ratio < 1):
-            raise ValueError("train-encoder: learning_rate and temperatures must be > 0, neighbour_weight >= 0, "
-                             "drop_ratio in [0, 1)")
+        if not (self.learning_rate > 0 and self.temperature > 0 and self.structure_temperature > 0
+                and self.caption_weight >= 0 and self.structure_weight >= 0 and 0 <= self.drop_ratio < 1
+                and 0 <= self.caption_mix <= 1 and self.neighbours >= 0):
+            raise ValueError("train-encoder: learning_rate and temperatures must be > 0, weights >= 0, "
+                             "caption_mix in [0, 1], neighbours >= 0, drop_ratio in [0, 1)")
+        if self.caption_weight + self.structure_weight == 0:
+            raise ValueError("train-encoder: caption_weight and structure_weight are both 0 (nothing to train)")
 
 
 def caption_embeddings(texts: Sequence[str], dim: int, seed: int = 0) -> np.ndarray:
@@ -113,35 +122,73 @@ def info_nce(graph_BxD: jax.Array, cap_BxD: jax.Array, valid_B: jax.Array, tempe
     return 0.5 * (jnp.where(valid_B, g2c, 0.0).sum() + jnp.where(valid_B, c2g, 0.0).sum()) / n
 
 
-def neighbour_loss(graph_BxD: jax.Array, cap_BxR: jax.Array, valid_B: jax.Array, temperature: float,
-                   caption_temperature: float) -> jax.Array:
-    """Graph-graph soft-neighbour cross-entropy: each molecule's similarity distribution over the other
-    molecules of the batch should follow its caption's (what retrieval by graph cosine needs)."""
-    g, c = _unit(graph_BxD), _unit(cap_BxR)
+def neighbour_loss(graph_BxD: jax.Array, sim_BxB: jax.Array, valid_B: jax.Array, temperature: float,
+                   target_temperature: float) -> jax.Array:
+    """Graph-graph soft-neighbour cross-entropy: each molecule's graph-cosine softmax over the other
+    molecules of the batch should follow the softmax of `sim_BxB` (what retrieval by graph cosine needs)."""
+    g = _unit(graph_BxD)
     b = g.shape[0]
     others = valid_B[:, None] & valid_B[None, :] & ~jnp.eye(b, dtype=bool)
-    target = jax.nn.softmax(jnp.where(others, c @ c.T / caption_temperature, -1e9), axis=-1)
+    target = jax.nn.softmax(jnp.where(others, sim_BxB / target_temperature, -1e9), axis=-1)
     log_q = jax.nn.log_softmax(jnp.where(others, g @ g.T / temperature, -1e9), axis=-1)
     per_row = -(jnp.where(others, target * log_q, 0.0)).sum(-1)
     rows = valid_B & (others.sum(-1) > 0)
     return jnp.where(rows, per_row, 0.0).sum() / jnp.maximum(rows.sum(), 1)
 
 
-@functools.partial(jax.jit, static_argnames=("gin", "head", "learning_rate", "temperature", "neighbour_weight",
-                                             "caption_temperature"), donate_argnums=(0,))
-def _train_step(state: dict, graphs, cap_BxR: jax.Array, valid_B: jax.Array, rng: jax.Array, *,
-                gin: GIN, head: CaptionHead, learning_rate: float, temperature: float, neighbour_weight: float,
-                caption_temperature: float):
-    """One Adam step; jitted once per (model, batch shape) and shared by every `train_encoder` call."""
-    tx = optax.adam(learning_rate)
+def tanimoto_matrix(bits_BxF: np.ndarray) -> np.ndarray:
+    """All-pairs Tanimoto `BxB` of unpacked 0/1 fingerprints (0 where both are empty)."""
+    x = bits_BxF.astype(np.float32)
+    common = x @ x.T
+    count = x.sum(1)
+    union = count[:, None] + count[None, :] - common
+    return np.where(union > 0, common / np.maximum(union, 1), 0.0).astype(np.float32)
+
+
+def morgan_neighbours(fps: fingerprints.FingerprintSet, k: int) -> list[np.ndarray]:
+    """Each molecule's `k` Tanimoto-nearest other molecules of the same set (positions)."""
+    self_M = [np.array([i]) for i in range(len(fps))]
+    rows, _ = fingerprints.topk(fps, fingerprints.build_index(fps), k, excluded=self_M)
+    return rows
+
+
+def batch_order(n: int, bs: int, neighbours: Sequence[np.ndarray] | None, rng: np.random.Generator
+                ) -> list[np.ndarray]:
+    """One epoch of batches (molecule positions): a permutation cut into `bs`, or, with `neighbours`,
+    `bs // 2` anchors each joined by one of its neighbours (distinct molecules, topped up at random)."""
+    perm = rng.permutation(n)
+    if neighbours is None:
+        return [perm[s:s + bs] for s in range(0, n, bs)]
+    half = bs // 2
+    out = []
+    for s in range(0, n, half):
+        anchors = perm[s:s + half].tolist()
+        picks = [int(rng.choice(neighbours[a])) for a in anchors if len(neighbours[a])]
+        idx = list(dict.fromkeys(anchors + picks))
+        want = min(bs, n, 2 * len(anchors))
+        while len(idx) < want:
+            idx = list(dict.fromkeys(idx + rng.integers(0, n, size=want - len(idx)).tolist()))
+        out.append(np.asarray(idx[:want], np.int64))
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("gin", "head", "cfg"), donate_argnums=(0,))
+def _train_step(state: dict, graphs, cap_BxR: jax.Array, sim_BxB: jax.Array, valid_B: jax.Array, rng: jax.Array,
+                *, gin: GIN, head: CaptionHead, cfg: EncoderTrainConfig):
+    """One Adam step; jitted once per (model, config, batch shape) and shared by every `train_encoder` call."""
+    tx = optax.adam(cfg.learning_rate)
 
     def loss_fn(params):
         (_, graph_GxD), updates = gin.apply({"params": params["gin"], "batch_stats": state["batch_stats"]},
                                             graphs, train=True, mutable=["batch_stats"], rngs={"dropout": rng})
         graph_BxD = graph_GxD[: cap_BxR.shape[0]]
-        loss = info_nce(graph_BxD, head.apply({"params": params["head"]}, cap_BxR), valid_B, temperature)
-        if neighbour_weight:
-            loss += neighbour_weight * neighbour_loss(graph_BxD, cap_BxR, valid_B, temperature, caption_temperature)
+        loss = 0.0
+        if cfg.caption_weight:
+            cap_BxD = head.apply({"params": params["head"]}, cap_BxR)
+            loss += cfg.caption_weight * info_nce(graph_BxD, cap_BxD, valid_B, cfg.temperature)
+        if cfg.structure_weight:
+            loss += cfg.structure_weight * neighbour_loss(graph_BxD, sim_BxB, valid_B, cfg.temperature,
+                                                          cfg.structure_temperature)
         return loss, updates["batch_stats"]
 
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -174,6 +221,9 @@ def train_encoder(smiles: Sequence[str], texts: Sequence[str], cfg: EncoderTrain
         raise ValueError(f"train-encoder: need at least 2 valid molecules, got {len(keep)}")
     caps_MxR = caption_embeddings([texts[i] for i in keep], cfg.caption_dim, cfg.seed)
     mols = [graphs[i] for i in keep]
+    fps = fingerprints.compute([smiles[i] for i in keep], "morgan")
+    bits_MxF = np.unpackbits(fps.words_NxW.view(np.uint8), axis=1, bitorder="little")
+    nbrs = morgan_neighbours(fps, cfg.neighbours) if cfg.neighbours else None
     gin = GIN(num_layers=cfg.num_layers, emb_dim=cfg.emb_dim, drop_ratio=cfg.drop_ratio)
     head = CaptionHead(cfg.emb_dim)
     init_key, head_key, dropout_key = jax.random.split(jax.random.key(cfg.seed), 3)
@@ -181,31 +231,30 @@ def train_encoder(smiles: Sequence[str], texts: Sequence[str], cfg: EncoderTrain
     first = batch_graphs(mols[:bs], budget_for(mols[:bs], bs))
     gin_vars = jax.jit(functools.partial(gin.init, train=False))(init_key, first)
     head_params = head.init(head_key, jnp.zeros((1, caps_MxR.shape[1])))["params"]
-    tx = optax.adam(cfg.learning_rate)
     params = {"gin": gin_vars["params"], "head": head_params}
-    state = {"params": params, "batch_stats": gin_vars["batch_stats"], "opt_state": tx.init(params)}
-    step_fn = functools.partial(_train_step, gin=gin, head=head, learning_rate=cfg.learning_rate,
-                                temperature=cfg.temperature, neighbour_weight=cfg.neighbour_weight,
-                                caption_temperature=cfg.caption_temperature)
+    state = {"params": params, "batch_stats": gin_vars["batch_stats"],
+             "opt_state": optax.adam(cfg.learning_rate).init(params)}
+    step_fn = functools.partial(_train_step, gin=gin, head=head, cfg=cfg)
     order_rng = np.random.default_rng(cfg.seed)
-    steps_per_epoch = -(-len(mols) // bs)
+    steps_per_epoch = -(-len(mols) // (bs if nbrs is None else bs // 2))
     total = steps_per_epoch * cfg.epochs if max_steps is None else min(max_steps, steps_per_epoch * cfg.epochs)
     losses: list[float] = []
     bar = tqdm(total=total, desc="train-encoder", unit="step", disable=not progress)
     step = 0
     pending = None
     while step < total:
-        perm = order_rng.permutation(len(mols))
-        for start in range(0, len(mols), bs):
+        for idx in batch_order(len(mols), bs, nbrs, order_rng):
             if step >= total:
                 break
-            idx = perm[start:start + bs]
             chunk = [mols[i] for i in idx]
             cap = np.zeros((bs, caps_MxR.shape[1]), np.float32)
             cap[: len(idx)] = caps_MxR[idx]
+            sim = np.zeros((bs, bs), np.float32)
+            sim[: len(idx), : len(idx)] = ((1 - cfg.caption_mix) * tanimoto_matrix(bits_MxF[idx])
+                                           + cfg.caption_mix * caps_MxR[idx] @ caps_MxR[idx].T)
             valid = np.arange(bs) < len(idx)
             state, loss = step_fn(state, batch_graphs(chunk, budget_for(chunk, bs)), jnp.asarray(cap),
-                                  jnp.asarray(valid), jax.random.fold_in(dropout_key, step))
+                                  jnp.asarray(sim), jnp.asarray(valid), jax.random.fold_in(dropout_key, step))
             if pending is not None:  # read the previous step's loss after dispatching this one
                 losses.append(float(pending))
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
@@ -219,5 +268,4 @@ def train_encoder(smiles: Sequence[str], texts: Sequence[str], cfg: EncoderTrain
     variables = {"params": state["params"]["gin"], "batch_stats": state["batch_stats"]}
     epoch_losses = [float(np.mean(losses[i:i + steps_per_epoch])) for i in range(0, len(losses), steps_per_epoch)]
     return TrainResult(model=gin, variables=jax.device_get(variables), losses=losses, epoch_losses=epoch_losses,
-                       n_steps=step,
-                       n_molecules=len(mols), invalid=list(invalid), seconds=time.perf_counter() - t0)
+                       n_steps=step, n_molecules=len(mols), invalid=list(invalid), seconds=time.perf_counter() - t0)

@@ -42,14 +42,16 @@ def test_caption_embeddings_are_unit_and_deterministic():
 def test_losses_prefer_caption_geometry_and_ignore_padding():
     rng = np.random.default_rng(0)
     cap = rng.normal(size=(6, 4)).astype(np.float32)
+    unit = cap / np.linalg.norm(cap, axis=1, keepdims=True)
+    sim = unit @ unit.T  # caption-similarity targets
     valid = np.array([True] * 5 + [False])
-    aligned = neighbour_loss(cap, cap, valid, 0.05, 0.05)
-    shuffled = neighbour_loss(cap[[1, 2, 3, 4, 0, 5]], cap, valid, 0.05, 0.05)
+    aligned = neighbour_loss(cap, sim, valid, 0.05, 0.05)
+    shuffled = neighbour_loss(cap[[1, 2, 3, 4, 0, 5]], sim, valid, 0.05, 0.05)
     assert float(aligned) < float(shuffled)
     junk = cap.copy()
     junk[5] = 100.0  # the padding row must not matter
-    np.testing.assert_allclose(float(neighbour_loss(junk, cap, valid, 0.1, 0.05)),
-                               float(neighbour_loss(cap, cap, valid, 0.1, 0.05)), rtol=1e-6)
+    np.testing.assert_allclose(float(neighbour_loss(junk, sim, valid, 0.1, 0.05)),
+                               float(neighbour_loss(cap, sim, valid, 0.1, 0.05)), rtol=1e-6)
     assert float(info_nce(cap, cap, valid, 0.05)) < float(info_nce(cap[[1, 2, 3, 4, 0, 5]], cap, valid, 0.05))
     np.testing.assert_allclose(float(info_nce(junk, cap, valid, 0.1)), float(info_nce(cap, cap, valid, 0.1)),
                                rtol=1e-6)
