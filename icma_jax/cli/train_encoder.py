@@ -1,5 +1,6 @@
 """`icma-jax train-encoder`: train our own Mole-BERT-architecture GIN so that molecules with similar
-captions get similar embeddings (contrastive, against fixed LSA caption embeddings); Orbax checkpoint
+captions get similar embeddings (InfoNCE against fixed LSA caption embeddings, plus a graph-graph term
+fitted to Morgan Tanimoto on batches that pair each molecule with a Morgan neighbour); Orbax checkpoint
 usable as `icma-jax retrieve --method gnn --encoder DIR`."""
 
 import argparse
