@@ -85,13 +85,13 @@ def decoding_layout(module: CausalLM, params: Any, lora: Any = None) -> tuple[Ca
         raise ValueError("decoding_layout: give lora exactly when the module was built with a LoraConfig")
     n = module.config.n_layers
 
-    def fuse(block: dict, owner: str | None, names: tuple[str, ...], fused: str) -> dict:
-        parent = dict(block[owner]) if owner else dict(block)
+    def fuse(block: dict, owner: str, names: tuple[str, ...], fused: str) -> dict:
+        parent = dict(block[owner])
         if not all(nm in parent for nm in names):
             return block
         parts = [parent.pop(nm) for nm in names]
         parent[fused] = {key: jnp.concatenate([part[key] for part in parts], axis=-1) for key in parts[0]}
-        return {**block, owner: parent} if owner else parent
+        return {**block, owner: parent}
 
     def build(params, lora):
         merged = params if lora is None else merge_lora(params, lora, module.lora)
