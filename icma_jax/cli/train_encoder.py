@@ -18,8 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="checkpoint folder (Orbax + encoder.json)")
     d = EncoderTrainConfig()
     for field in dataclasses.fields(EncoderTrainConfig):
-        p.add_argument("--" + field.name.replace("_", "-"), type=type(getattr(d, field.name)),
-                       default=getattr(d, field.name), help=f"default {getattr(d, field.name)}")
+        value = getattr(d, field.name)
+        kind = {"action": argparse.BooleanOptionalAction} if isinstance(value, bool) else {"type": type(value)}
+        p.add_argument("--" + field.name.replace("_", "-"), **kind, default=value, help=f"default {value}")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: all epochs)")
     p.add_argument("--strict", action="store_true", help="fail on the first malformed data row")
     p.set_defaults(func=run)

@@ -5,6 +5,7 @@ Features follow `mol_to_graph_data_obj_simple` of pretrain-gnns: atom type = ato
 {single, double, triple, aromatic} (4 = self-loop, added by the GIN; 5 = mask), bond direction ∈
 {none, end-up-right, end-down-right}; each bond appears once per direction. Where the original would
 crash (dummy atom `*`, a chirality or bond type outside its lists) we map to the mask/none index.
+`extras_NxK` holds further atom inputs (`ATOM_EXTRAS`) that only our own encoders use.
 Shapes: N nodes, E directed edges, G graphs.
 """
 
@@ -26,6 +27,10 @@ NUM_BOND_TYPES = 6  # single, double, triple, aromatic, self-loop, mask
 SELF_LOOP_BOND = 4
 MASK_BOND = 5
 NUM_BOND_DIRS = 3
+# Extra atom inputs of our own encoders only (`GIN(atom_extras=True)`; Mole-BERT has none): name, vocabulary.
+# charge: formal charge clipped to [-2, 2], + 2; num_hs: total H count clipped to 4; degree: heavy
+# neighbours clipped to 5; hybridization: other, sp, sp2, sp3, sp3d(2).
+ATOM_EXTRAS = (("charge", 5), ("num_hs", 5), ("aromatic", 2), ("in_ring", 2), ("degree", 6), ("hybridization", 5))
 
 _CHIRALITY = np.zeros(len(Chem.rdchem.ChiralType.values), np.int32)
 _CHIRALITY[int(Chem.rdchem.ChiralType.CHI_TETRAHEDRAL_CW)] = 1
@@ -36,6 +41,9 @@ for _i, _t in enumerate(("SINGLE", "DOUBLE", "TRIPLE", "AROMATIC")):
 _BOND_DIR = np.zeros(len(Chem.rdchem.BondDir.values), np.int32)
 _BOND_DIR[int(Chem.rdchem.BondDir.ENDUPRIGHT)] = 1
 _BOND_DIR[int(Chem.rdchem.BondDir.ENDDOWNRIGHT)] = 2
+_HYBRID = {Chem.rdchem.HybridizationType.SP: 1, Chem.rdchem.HybridizationType.SP2: 2,
+           Chem.rdchem.HybridizationType.SP3: 3, Chem.rdchem.HybridizationType.SP3D: 4,
+           Chem.rdchem.HybridizationType.SP3D2: 4}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +56,7 @@ class MolGraph:
     receivers_E: np.ndarray
     bond_type_E: np.ndarray
     bond_dir_E: np.ndarray
+    extras_NxK: np.ndarray  # columns as in ATOM_EXTRAS
 
     @property
     def n_node(self) -> int:
@@ -63,6 +72,9 @@ def mol_to_graph(mol: Chem.Mol) -> MolGraph:
     z = np.fromiter((a.GetAtomicNum() for a in atoms), np.int32, count=mol.GetNumAtoms())
     chiral = np.fromiter((int(a.GetChiralTag()) for a in atoms), np.int32, count=mol.GetNumAtoms())
     atom_type = np.where((z >= 1) & (z <= 118), z - 1, MASK_ATOM).astype(np.int32)
+    extras = np.array([(min(max(a.GetFormalCharge(), -2), 2) + 2, min(a.GetTotalNumHs(), 4), int(a.GetIsAromatic()),
+                        int(a.IsInRing()), min(a.GetDegree(), 5), _HYBRID.get(a.GetHybridization(), 0))
+                       for a in atoms], np.int32).reshape(mol.GetNumAtoms(), len(ATOM_EXTRAS))
     nb = mol.GetNumBonds()
     bond = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx(), int(b.GetBondType()), int(b.GetBondDir()))
                      for b in mol.GetBonds()], np.int32).reshape(nb, 4)
@@ -73,7 +85,7 @@ def mol_to_graph(mol: Chem.Mol) -> MolGraph:
     return MolGraph(atom_type_N=atom_type, chirality_N=_CHIRALITY[chiral],
                     senders_E=senders, receivers_E=receivers,
                     bond_type_E=np.repeat(_BOND_TYPE[bond[:, 2]], 2),
-                    bond_dir_E=np.repeat(_BOND_DIR[bond[:, 3]], 2))
+                    bond_dir_E=np.repeat(_BOND_DIR[bond[:, 3]], 2), extras_NxK=extras)
 
 
 def featurize(smiles: str) -> MolGraph:
@@ -127,7 +139,7 @@ def batch_graphs(graphs: Sequence[MolGraph], budget: GraphBudget | None = None) 
     offsets = np.repeat(np.concatenate([[0], np.cumsum(n_node)[:-1]]).astype(np.int32), n_edge)
     cat = lambda name: np.concatenate([getattr(g, name) for g in graphs]).astype(np.int32)  # noqa: E731
     batch = jraph.GraphsTuple(
-        nodes={"atom_type": cat("atom_type_N"), "chirality": cat("chirality_N")},
+        nodes={"atom_type": cat("atom_type_N"), "chirality": cat("chirality_N"), "extras": cat("extras_NxK")},
         edges={"bond_type": cat("bond_type_E"), "bond_dir": cat("bond_dir_E")},
         senders=cat("senders_E") + offsets, receivers=cat("receivers_E") + offsets,
         n_node=n_node, n_edge=n_edge, globals=None)
@@ -139,7 +151,8 @@ def unbatch_graphs(batch: jraph.GraphsTuple) -> list[MolGraph]:
     i32 = lambda x: np.asarray(x, np.int32)  # noqa: E731
     return [MolGraph(atom_type_N=i32(g.nodes["atom_type"]), chirality_N=i32(g.nodes["chirality"]),
                      senders_E=i32(g.senders), receivers_E=i32(g.receivers),
-                     bond_type_E=i32(g.edges["bond_type"]), bond_dir_E=i32(g.edges["bond_dir"]))
+                     bond_type_E=i32(g.edges["bond_type"]), bond_dir_E=i32(g.edges["bond_dir"]),
+                     extras_NxK=i32(g.nodes["extras"]))
             for g in jraph.unbatch_np(jraph.unpad_with_graphs(batch))]
 
 

@@ -1,9 +1,11 @@
 """The Mole-BERT / Hu et al. (2019) GIN in Flax + Jraph, and its PyTorch `state_dict` importer.
 
-Node input = emb(atom type) + emb(chirality); each of the layers adds self-loops (bond type 4),
-messages h_j + emb(bond type) + emb(bond direction), sum aggregation at the receiver, MLP D->2D->D,
-BatchNorm (running statistics in `batch_stats`), ReLU + dropout except after the last layer; JK=last;
-graph embedding = mean over the graph's nodes. Parameter names follow the PyTorch `GNN` class.
+Node input = emb(atom type) + emb(chirality), plus with `atom_extras=True` (our own encoders only) one
+embedding per `ATOM_EXTRAS` column: charge, H count, aromatic, ring, degree, hybridisation. Each of
+the layers adds self-loops (bond type 4), messages h_j + emb(bond type) + emb(bond direction), sum
+aggregation at the receiver, MLP D->2D->D, BatchNorm (running statistics in `batch_stats`), ReLU +
+dropout except after the last layer; JK=last; graph embedding = mean over the graph's nodes.
+Parameter names follow the PyTorch `GNN` class.
 Legend: N nodes, E edges, G graphs, D width.
 """
 
@@ -16,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from icma_jax._jraph import jraph
-from icma_jax.data.graphs import NUM_ATOM_TYPES, NUM_BOND_DIRS, NUM_BOND_TYPES, NUM_CHIRALITY, SELF_LOOP_BOND
+from icma_jax.data.graphs import (ATOM_EXTRAS, NUM_ATOM_TYPES, NUM_BOND_DIRS, NUM_BOND_TYPES, NUM_CHIRALITY,
+                                  SELF_LOOP_BOND)
 
 _xavier = nn.initializers.xavier_uniform()
 
@@ -48,6 +51,7 @@ class GIN(nn.Module):
     num_layers: int = 5
     emb_dim: int = 300
     drop_ratio: float = 0.0
+    atom_extras: bool = False  # + one embedding per ATOM_EXTRAS column: our own encoders; Mole-BERT has none
 
     @nn.compact
     def __call__(self, graphs: jraph.GraphsTuple, train: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -55,6 +59,10 @@ class GIN(nn.Module):
         atom = nn.Embed(NUM_ATOM_TYPES, self.emb_dim, embedding_init=_xavier, name="x_embedding1")
         chirality = nn.Embed(NUM_CHIRALITY, self.emb_dim, embedding_init=_xavier, name="x_embedding2")
         h = atom(graphs.nodes["atom_type"]) + chirality(graphs.nodes["chirality"])
+        if self.atom_extras:  # charge and H count alone tell conjugate acids from bases, which Mole-BERT cannot
+            for k, (name, size) in enumerate(ATOM_EXTRAS):
+                embed = nn.Embed(size, self.emb_dim, embedding_init=_xavier, name=f"x_{name}")
+                h += embed(graphs.nodes["extras"][:, k])
         for layer in range(self.num_layers):
             h = GINConv(self.emb_dim, name=f"gnns_{layer}")(h, graphs.senders, graphs.receivers,
                                                             graphs.edges["bond_type"], graphs.edges["bond_dir"])

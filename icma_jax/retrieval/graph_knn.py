@@ -88,7 +88,7 @@ def save_encoder(directory: str | pathlib.Path, model: GIN, variables: dict, ste
     with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True)) as mngr:
         mngr.save(step, args=ocp.args.StandardSave(variables))
         mngr.wait_until_finished()
-    info = {"num_layers": model.num_layers, "emb_dim": model.emb_dim, **meta}
+    info = {"num_layers": model.num_layers, "emb_dim": model.emb_dim, "atom_extras": model.atom_extras, **meta}
     (directory / ENCODER_META).write_text(json.dumps(info, indent=1))
     return directory
 
@@ -104,7 +104,8 @@ def load_encoder(path: str | pathlib.Path) -> tuple[GIN, dict, list[str]]:
     if not meta_path.is_file():
         raise FileNotFoundError(f"{path}: not an encoder checkpoint (no {ENCODER_META}) nor a .pth state_dict")
     meta = json.loads(meta_path.read_text())
-    model = GIN(num_layers=int(meta["num_layers"]), emb_dim=int(meta["emb_dim"]))
+    model = GIN(num_layers=int(meta["num_layers"]), emb_dim=int(meta["emb_dim"]),
+                atom_extras=bool(meta.get("atom_extras", False)))
     from icma_jax.data.graphs import batch_graphs, featurize  # noqa: PLC0415
 
     abstract = jax.eval_shape(lambda g: model.init(jax.random.key(0), g, train=False), batch_graphs([featurize("CC")]))

@@ -48,6 +48,33 @@ def test_charged_salt_with_fragments():
     assert g.n_edge == 8 and not np.isin(5, g.senders_E)  # chloride is an isolated node
 
 
+def _extra(g, name):
+    return g.extras_NxK[:, [n for n, _ in G.ATOM_EXTRAS].index(name)]
+
+
+def test_charge_and_hydrogens_tell_acetic_acid_from_acetate():
+    acid, base = G.featurize("CC(=O)O"), G.featurize("CC(=O)[O-]")
+    np.testing.assert_array_equal(acid.atom_type_N, base.atom_type_N)  # Mole-BERT's inputs are identical
+    np.testing.assert_array_equal(_extra(acid, "charge"), [2, 2, 2, 2])  # formal charge + 2
+    np.testing.assert_array_equal(_extra(base, "charge"), [2, 2, 2, 1])
+    np.testing.assert_array_equal(_extra(acid, "num_hs"), [3, 0, 0, 1])
+    np.testing.assert_array_equal(_extra(base, "num_hs"), [3, 0, 0, 0])
+    np.testing.assert_array_equal(_extra(G.featurize("[NH4+]"), "num_hs"), [4])
+    np.testing.assert_array_equal(_extra(G.featurize("[CH4]"), "num_hs"), [4])
+    np.testing.assert_array_equal(_extra(G.featurize("[O-2]"), "charge"), [0])  # clipped to -2
+    np.testing.assert_array_equal(_extra(G.featurize("[Fe+3]"), "charge"), [4])  # clipped to +2
+
+
+def test_ring_aromatic_degree_and_hybridization_of_phenol_and_acetonitrile():
+    phenol, nitrile = G.featurize("c1ccccc1O"), G.featurize("CC#N")
+    np.testing.assert_array_equal(_extra(phenol, "aromatic"), [1] * 6 + [0])
+    np.testing.assert_array_equal(_extra(phenol, "in_ring"), [1] * 6 + [0])
+    np.testing.assert_array_equal(_extra(phenol, "degree"), [2] * 5 + [3, 1])  # heavy neighbours
+    np.testing.assert_array_equal(_extra(nitrile, "hybridization"), [3, 1, 1])  # sp3, sp, sp
+    np.testing.assert_array_equal(_extra(G.featurize("FS(F)(F)(F)(F)F"), "hybridization"), [3, 4, 3, 3, 3, 3, 3])
+    assert all((phenol.extras_NxK[:, k] < size).all() for k, (_, size) in enumerate(G.ATOM_EXTRAS))
+
+
 def test_isotope_and_dummy_atom():
     g = G.featurize("[125Te]")
     np.testing.assert_array_equal(g.atom_type_N, [51])  # isotopes share the element's type
@@ -72,7 +99,7 @@ def test_padding_round_trip():
     mask = jraph.get_graph_padding_mask(batch)
     assert mask.sum() == len(graphs)
     for a, b in zip(G.unbatch_graphs(batch), graphs, strict=True):
-        for f in ("atom_type_N", "chirality_N", "senders_E", "receivers_E", "bond_type_E", "bond_dir_E"):
+        for f in ("atom_type_N", "chirality_N", "senders_E", "receivers_E", "bond_type_E", "bond_dir_E", "extras_NxK"):
             np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
 
 

@@ -138,7 +138,7 @@ def test_padding_and_permutation_invariance():
     inv = np.argsort(perm)
     permuted = type(g)(atom_type_N=g.atom_type_N[perm], chirality_N=g.chirality_N[perm],
                        senders_E=inv[g.senders_E].astype(np.int32), receivers_E=inv[g.receivers_E].astype(np.int32),
-                       bond_type_E=g.bond_type_E, bond_dir_E=g.bond_dir_E)
+                       bond_type_E=g.bond_type_E, bond_dir_E=g.bond_dir_E, extras_NxK=g.extras_NxK[perm])
     _, g_perm = _apply_eval(variables, batch_graphs([graphs[0], permuted, graphs[2]], budget))  # same shapes
     np.testing.assert_allclose(np.asarray(g_perm)[1], np.asarray(g_small)[1], atol=1e-5)
     assert not np.allclose(np.asarray(g_small)[0], np.asarray(g_small)[1])  # embeddings are not trivial
@@ -154,3 +154,14 @@ def test_train_mode_batch_statistics_ignore_padding():
     np.testing.assert_allclose(np.asarray(ga)[:3], np.asarray(gb)[:3], atol=1e-5)
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6), sa, sb)
     assert not np.allclose(sa["batch_stats"]["batch_norms_0"]["mean"], 0.0)  # statistics really moved
+
+
+def test_atom_extras_tell_a_conjugate_acid_from_its_base():
+    graphs = [featurize("CC(=O)O"), featurize("CC(=O)[O-]")]
+    batch = batch_graphs(graphs)
+    plain = gnn.GIN(num_layers=2, emb_dim=8)
+    extras = gnn.GIN(num_layers=2, emb_dim=8, atom_extras=True)
+    _, g_plain = plain.apply(gnn.init_variables(plain, batch), batch)
+    _, g_extras = extras.apply(gnn.init_variables(extras, batch), batch)
+    np.testing.assert_allclose(np.asarray(g_plain)[0], np.asarray(g_plain)[1], atol=1e-6)  # Mole-BERT: identical
+    assert not np.allclose(np.asarray(g_extras)[0], np.asarray(g_extras)[1])

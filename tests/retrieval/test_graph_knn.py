@@ -1,9 +1,11 @@
 """GIN retrieval: cosine top-k (JAX) against NumPy, encoder training (a few steps), checkpoints, `retrieve`."""
 
+import json
+
 import numpy as np
 import pytest
 
-from icma_jax.cli import main
+from icma_jax.cli import build_parser, main
 from icma_jax.data.records import load_split
 from icma_jax.retrieval import graph_knn, retrieve
 from icma_jax.retrieval.train_gin import (EncoderTrainConfig, caption_embeddings, info_nce, neighbour_loss,
@@ -82,7 +84,7 @@ def test_checkpoint_round_trip_and_gnn_retrieval(tmp_path, trained, capsys):
     db, res = trained
     folder = graph_knn.save_encoder(tmp_path / "enc", res.model, res.variables, res.n_steps, {"note": "test"})
     model, variables, ignored = graph_knn.load_encoder(folder)
-    assert ignored == [] and model.emb_dim == 16 and model.num_layers == 2
+    assert ignored == [] and model.emb_dim == 16 and model.num_layers == 2 and model.atom_extras
     a, _ = graph_knn.embed_smiles(res.model, res.variables, db.smiles[:5])
     b, _ = graph_knn.embed_smiles(model, variables, db.smiles[:5])
     np.testing.assert_array_equal(a, b)
@@ -91,6 +93,32 @@ def test_checkpoint_round_trip_and_gnn_retrieval(tmp_path, trained, capsys):
     assert all(db.rows[q] not in nb.rows[q].tolist() and len(nb.rows[q]) == 3 for q in range(len(db)))
     with pytest.raises(FileNotFoundError, match="not an encoder checkpoint"):
         graph_knn.load_encoder(tmp_path)
+
+
+def test_checkpoint_without_the_atom_extras_key_loads_a_plain_gin(tmp_path):
+    from icma_jax.data.graphs import batch_graphs, featurize
+    from icma_jax.models.gnn import GIN, init_variables
+
+    plain = GIN(num_layers=2, emb_dim=8)
+    variables = init_variables(plain, batch_graphs([featurize("CCO")]))
+    folder = graph_knn.save_encoder(tmp_path / "old", plain, variables, 1, {})
+    meta = json.loads((folder / graph_knn.ENCODER_META).read_text())
+    assert meta["atom_extras"] is False
+    del meta["atom_extras"]  # as written before the flag existed
+    (folder / graph_knn.ENCODER_META).write_text(json.dumps(meta))
+    model, restored, _ = graph_knn.load_encoder(folder)
+    assert not model.atom_extras
+    a, _ = graph_knn.embed_smiles(plain, variables, ["CC(=O)O", "CC(=O)[O-]"])
+    b, _ = graph_knn.embed_smiles(model, restored, ["CC(=O)O", "CC(=O)[O-]"])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_cli_atom_extras_flag_parses_both_ways():
+    base = ["train-encoder", "--database", "db.txt", "--out", "enc"]
+    assert build_parser().parse_args(base).atom_extras is True  # our encoders default to the extra inputs
+    assert build_parser().parse_args(base + ["--no-atom-extras"]).atom_extras is False
+    assert build_parser().parse_args(base + ["--no-atom-extras", "--atom-extras"]).atom_extras is True
+    assert build_parser().parse_args(base + ["--epochs", "3"]).epochs == 3
 
 
 def test_cli_train_encoder_then_retrieve(tmp_path, trained, capsys):
