@@ -7,10 +7,14 @@ Re-running the same command resumes from the latest checkpoint in --workdir. Eve
 icma_jax.training.loop.train_and_evaluate (importable from a notebook).
 """
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from icma_jax import host_memory
 
-from icma_jax.training import loop
+host_memory.retain_freed_memory()  # before anything allocates: see icma_jax/host_memory.py
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from icma_jax.training import loop  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file: path/to/config.py[:arg]", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory: config, checkpoints, metrics, predictions")

@@ -1,12 +1,15 @@
 """Tokens/s of our jitted LoRA train step vs transformers + PEFT (PyTorch) on the same CPU, same model shape.
 
 Both sides: a randomly initialised SmolLM2-135M-shaped Llama (tied embeddings), fp32, LoRA on every linear
-layer but lm_head (rank/alpha/dropout as given), AdamW + global-norm clip 1.0, the same batch (left-padded,
-prompt half masked to -100) and length. Steps are timed alternately (ours, theirs, ours, ...) after a
+layer but lm_head (rank/alpha/dropout as given), AdamW + global-norm clip 1.0, the same batch and length.
+The batch (`--data`): `icma` (default) is what ICMA training feeds the step: Mol2Cap prompts with n=2 Morgan
+neighbours from ChEBI-20 validation (each query's own row excluded), SmolLM2's tokenizer, the first
+--batch prompts that fit --length, left-padded by the pipeline's `pad_batch`, loss on the answer only;
+`synthetic` is random tokens, 0-25% left padding and the first half of each row masked. Steps are timed alternately (ours, theirs, ours, ...) after a
 warm-up/compile step each; the medians are compared. torch gets the faster of 1 and --threads threads
 (its OpenMP pool collapses when the cores are shared); the load average is printed with the result.
 
-Usage: python bench/train_step.py [--batch 4 --length 128 --layers 30 --rounds 5 --rank 32]
+Usage: python bench/train_step.py [--data icma --batch 4 --length 512 --layers 30 --rounds 5 --rank 32]
 Prints `train step speedup vs transformers+peft: X` (target >= 1.5).
 """
 
@@ -15,7 +18,11 @@ import os
 import statistics
 import time
 
-import flax.linen as nn
+from icma_jax import host_memory
+
+host_memory.retain_freed_memory()  # both sides run in this process, with the same allocator settings
+
+import flax.linen as nn  # noqa: E402
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,6 +52,36 @@ def make_batch(b: int, length: int, vocab: int, seed: int = 0) -> tuple[np.ndarr
         tokens[i, :pad], mask[i, :pad] = 0, 0
         labels[i, : pad + (length - pad) // 2] = -100
     return tokens, mask, labels
+
+
+def icma_batch(b: int, length: int, data_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`b` real Mol2Cap n=2 training rows (see the module docstring), padded to `length`."""
+    from icma_jax.data.batching import pad_batch
+    from icma_jax.data.prompts import Pair, encode_train
+    from icma_jax.data.records import load_split
+    from icma_jax.models.registry import resolve_model
+    from icma_jax.models.tokenizer import load_tokenizer
+    from icma_jax.retrieval import fingerprints
+
+    tokenizer = load_tokenizer(resolve_model("smollm2-135m"))
+    split = load_split(os.path.join(data_dir, "chebi20", "validation.txt"))
+    pairs = [Pair(r.smiles, r.text) for r in split.records]
+    index = fingerprints.build_index(fingerprints.compute(split.smiles, "morgan"))
+    seqs, start = [], 0
+    while len(seqs) < b and start < len(pairs):
+        stop = min(start + 8 * b, len(pairs))
+        rows, _ = fingerprints.topk(fingerprints.compute(split.smiles[start:stop], "morgan"), index, 3)
+        for q, nb in zip(range(start, stop), rows):
+            enc, _ = encode_train("mol2cap", pairs[q], [pairs[j] for j in nb if j != q][:2], tokenizer,
+                                  cutoff_len=length)
+            if len(enc.ids) <= length and enc.n_examples == 2 and len(seqs) < b:
+                seqs.append(enc)
+        start = stop
+    batch = pad_batch(seqs, length, b, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    n_real, n_loss = int(batch.mask_BxL.sum()), int((batch.labels_BxL != -100).sum())
+    print(f"icma batch: {b} Mol2Cap n=2 prompts, {n_real} of {b * length} positions real, "
+          f"{n_loss} answer tokens ({n_loss / n_real:.0%} of the real ones)")
+    return batch.tokens_BxL, batch.mask_BxL, batch.labels_BxL
 
 
 def jax_step(cfg: LMConfig, lora_cfg: LoraConfig, batch, lr: float):
@@ -108,8 +145,11 @@ def torch_step(cfg: LMConfig, lora_cfg: LoraConfig, batch, lr: float):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", choices=("icma", "synthetic"), default="icma")
+    ap.add_argument("--data-dir", default=os.environ.get("ICMA_DATA_DIR", "../shared/data"),
+                    help="folder holding chebi20/validation.txt (for --data icma)")
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--length", type=int, default=512)
     ap.add_argument("--layers", type=int, default=30, help="30 = SmolLM2-135M; fewer for a quick look")
     ap.add_argument("--rank", type=int, default=32)
     ap.add_argument("--alpha", type=float, default=64.0)
@@ -123,9 +163,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = LMConfig(family="llama", n_layers=args.layers, **SMOLLM2_135M)
     lora_cfg = LoraConfig.for_family("llama", rank=args.rank, alpha=args.alpha, dropout=args.dropout)
-    batch = make_batch(args.batch, args.length, cfg.vocab_size)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; model SmolLM2-135M shape, {args.layers} layers; "
-          f"batch {args.batch} x {args.length} tokens")
+          f"batch {args.batch} x {args.length} tokens ({args.data})")
+    batch = (icma_batch(args.batch, args.length, args.data_dir) if args.data == "icma"
+             else make_batch(args.batch, args.length, cfg.vocab_size))
     sides = {"ours": jax_step(cfg, lora_cfg, batch, 1e-4), "transformers+peft": torch_step(cfg, lora_cfg, batch, 1e-4)}
     for name, run in sides.items():  # warm up (JAX compiles on its first call), then one more untimed step
         t0 = time.perf_counter()

@@ -76,7 +76,9 @@ def test_sigkill_between_checkpoints_then_resume_gives_identical_losses(full_run
     proc = subprocess.Popen(_cmd(workdir), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 400
-    while time.time() < deadline and max(read_losses(workdir), default=0) < 3:  # checkpoints at 2, 4, ...
+    # checkpoints at 2, 4, ...: kill once step 2's (async) save is committed and step 3 has run
+    while time.time() < deadline and (max(read_losses(workdir), default=0) < 3
+                                      or not (workdir / "checkpoints" / "2").is_dir()):
         assert proc.poll() is None, "the run ended before it could be killed"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)

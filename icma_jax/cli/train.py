@@ -27,6 +27,9 @@ def _config_root(flags: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from icma_jax import host_memory
+
+    host_memory.retain_freed_memory()
     from absl import app, flags, logging
     from ml_collections import config_flags
 

@@ -6,6 +6,7 @@ Dims: B batch, T new tokens, S cache slots, D model, N query heads, K kv heads, 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import flax.linen as nn
@@ -13,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from icma_jax.models.attention import causal_attention
 from icma_jax.models.config import LMConfig
 from icma_jax.models.lora import LoraConfig
 
@@ -43,6 +45,51 @@ def _lora_delta_bwd(res, dy_NxO):
 
 
 lora_delta.defvjp(_lora_delta_fwd, _lora_delta_bwd)
+
+
+def _mix32(x: jax.Array) -> jax.Array:
+    """lowbias32 (C. Wellons' integer hash): a bijection of uint32 with near-ideal avalanche."""
+    x = (x ^ (x >> 16)) * jnp.uint32(0x7FEB352D)
+    x = (x ^ (x >> 15)) * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def keep_mask(seed_2: jax.Array, n: int, i: int, rate: float) -> jax.Array:
+    """(n, i) bool, True with probability 1 - rate, from a counter-based hash of (seed, row, column).
+
+    Dropout needs independent fair coins, not a cryptographic stream: hashing the element's global
+    (row, column) index costs a few integer ops where threefry costs ~100, is partition-invariant under
+    any sharding, and is cheap enough to recompute in the backward pass instead of storing the mask."""
+    row_Nx1 = _mix32(jax.lax.broadcasted_iota(jnp.uint32, (n, 1), 0) ^ seed_2[0])
+    col_1xI = jax.lax.broadcasted_iota(jnp.uint32, (1, i), 1) * jnp.uint32(0x9E3779B9)
+    bits_NxI = _mix32((row_Nx1 + col_1xI) ^ seed_2[1])
+    return bits_NxI >= jnp.uint32(min(round(rate * 2.0**32), 2**32 - 1))
+
+
+def _drop(x_NxI: jax.Array, seed_2: jax.Array, rate: float) -> jax.Array:
+    keep = keep_mask(seed_2, *x_NxI.shape, rate)
+    return jnp.where(keep, x_NxI * jnp.asarray(1.0 / (1.0 - rate), x_NxI.dtype), jnp.zeros((), x_NxI.dtype))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(4,))
+def lora_delta_dropout(x_NxI: jax.Array, a_IxR: jax.Array, b_RxO: jax.Array, seed_2: jax.Array,
+                       rate: float) -> jax.Array:
+    """(dropout(x) A) B with `keep_mask` dropout, recomputed in the backward pass: only x and the seed are kept."""
+    return lora_delta(_drop(x_NxI, seed_2, rate), a_IxR, b_RxO)
+
+
+def _lora_delta_dropout_fwd(x_NxI, a_IxR, b_RxO, seed_2, rate):
+    u_NxR = jnp.dot(_drop(x_NxI, seed_2, rate), a_IxR)
+    return jnp.dot(u_NxR, b_RxO), (x_NxI, u_NxR, a_IxR, b_RxO, seed_2)
+
+
+def _lora_delta_dropout_bwd(rate, res, dy_NxO):
+    x_NxI, u_NxR, a_IxR, b_RxO, seed_2 = res
+    dh_NxI, da_IxR, db_RxO = _lora_delta_bwd((_drop(x_NxI, seed_2, rate), u_NxR, a_IxR, b_RxO), dy_NxO)
+    return _drop(dh_NxI, seed_2, rate), da_IxR, db_RxO, None
+
+
+lora_delta_dropout.defvjp(_lora_delta_dropout_fwd, _lora_delta_dropout_bwd)
 
 
 def dtype_of(name: str) -> Any:
@@ -79,8 +126,12 @@ class Linear(nn.Module):
         a_IxR = self.variable("lora", "a", lambda: a_init(self.make_rng("params"), (d_in, r), jnp.float32)).value
         b_init = nn.with_logical_partitioning(nn.initializers.zeros, ("lora_rank", self.axes[1]))
         b_RxO = self.variable("lora", "b", lambda: b_init(None, (r, self.features), jnp.float32)).value
-        h_BxTxI = nn.Dropout(self.lora.dropout)(x_BxTxI, deterministic=self.deterministic)
-        delta_NxO = lora_delta(h_BxTxI.reshape(-1, d_in), a_IxR.astype(self.dtype), b_RxO.astype(self.dtype))
+        x_NxI, a_IxR, b_RxO = x_BxTxI.reshape(-1, d_in), a_IxR.astype(self.dtype), b_RxO.astype(self.dtype)
+        if self.deterministic or self.lora.dropout == 0.0:
+            delta_NxO = lora_delta(x_NxI, a_IxR, b_RxO)
+        else:
+            seed_2 = jax.random.bits(self.make_rng("dropout"), (2,), jnp.uint32)
+            delta_NxO = lora_delta_dropout(x_NxI, a_IxR, b_RxO, seed_2, self.lora.dropout)
         delta_BxTxO = delta_NxO.reshape(*x_BxTxI.shape[:-1], self.features)
         return y_BxTxO + (delta_BxTxO * self.lora.scale).astype(self.dtype)
 
@@ -209,5 +260,8 @@ class Attention(nn.Module):
                               for x, y in zip(cache_kv, (k, v)))
             cache_kv = (k_full, v_full)
             k, v = k_full[layer], v_full[layer]
-        o = attention(q, k, v, kv_mask_BxS, q_slot_T, c.sliding_window).reshape(b, t, n * h)
+        if cache_kv is None:  # training/scoring: the hand-written backward pass (no stored probabilities)
+            o = causal_attention(q, k, v, kv_mask_BxS, c.sliding_window).reshape(b, t, n * h)
+        else:
+            o = attention(q, k, v, kv_mask_BxS, q_slot_T, c.sliding_window).reshape(b, t, n * h)
         return self._linear(self.out_name, c.d_model, ("heads", "embed"))(o), cache_kv

@@ -6,11 +6,31 @@ Dims: B batch, T new tokens, S cache slots, D model, F feed-forward.
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from icma_jax.models.config import LMConfig
 from icma_jax.models.layers import Attention, Linear, RMSNorm, dtype_of
 from icma_jax.models.lora import LoraConfig
+
+
+@jax.custom_vjp
+def swiglu(g_BxTxF: jax.Array, u_BxTxF: jax.Array) -> jax.Array:
+    """silu(g) * u whose backward pass keeps only g and u (autodiff also keeps sigmoid(g), silu(g), ...)."""
+    return nn.silu(g_BxTxF) * u_BxTxF
+
+
+def _swiglu_fwd(g, u):
+    return nn.silu(g) * u, (g, u)
+
+
+def _swiglu_bwd(res, dy):
+    g, u = res
+    s = jax.nn.sigmoid(g)
+    return dy * u * s * (1 + g * (1 - s)), dy * g * s
+
+
+swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
 
 
 class LlamaBlock(nn.Module):
@@ -57,4 +77,4 @@ class _MLP(nn.Module):
         else:
             g_BxTxF = fc("gate_proj", c.d_ff, ("embed", "mlp"))(x_BxTxD)
             u_BxTxF = fc("up_proj", c.d_ff, ("embed", "mlp"))(x_BxTxD)
-        return fc("down_proj", c.d_model, ("mlp", "embed"))(nn.silu(g_BxTxF) * u_BxTxF)
+        return fc("down_proj", c.d_model, ("mlp", "embed"))(swiglu(g_BxTxF, u_BxTxF))

@@ -27,10 +27,10 @@ def _config(family: str) -> LMConfig:
 
 
 @functools.lru_cache(maxsize=None)
-def _init(family: str, mode: str):
+def _init(family: str, mode: str, dropout: float = 0.0):
     """(config, module, params, adapters or None) on the default device; shared by both meshes."""
     cfg = _config(family)
-    lora_cfg = LoraConfig.for_family(family, rank=2, alpha=4.0, dropout=0.0) if mode == "lora" else None
+    lora_cfg = LoraConfig.for_family(family, rank=2, alpha=4.0, dropout=dropout) if mode == "lora" else None
     module = build_model(cfg, lora_cfg)
     tok = jnp.zeros((1, 1), jnp.int32)
     params = jax.jit(lambda k: nn.meta.unbox(build_model(cfg).init({"params": k}, tok, tok)["params"]))(
@@ -40,8 +40,8 @@ def _init(family: str, mode: str):
     return cfg, module, params, lora
 
 
-def _train(family, mode, mesh, sharded, batches, accum):
-    cfg, module, params, lora = _init(family, mode)
+def _train(family, mode, mesh, sharded, batches, accum, dropout=0.0):
+    cfg, module, params, lora = _init(family, mode, dropout)
     abstract = abstract_variables(build_model(cfg))["params"]
     base_sh = param_shardings(abstract, mesh) if sharded else replicated_sharding(params, mesh)
     if mode == "lora":
@@ -58,11 +58,16 @@ def _train(family, mode, mesh, sharded, batches, accum):
     return jax.device_get(state), losses, state
 
 
-@pytest.mark.parametrize("family,mode,accum", [("llama", "lora", 2), ("opt", "full", 1)])
-def test_real_model_sharded_step_equals_single_device(family, mode, accum):
+@pytest.mark.parametrize("family,mode,accum,dropout", [("llama", "lora", 2, 0.0), ("opt", "full", 1, 0.0),
+                                                       ("llama", "lora", 2, 0.3)])
+def test_real_model_sharded_step_equals_single_device(family, mode, accum, dropout):
+    """With LoRA dropout too: its masks hash each element's global index, so every layout draws the same."""
     batches = [make_batch(s, 8, 12) for s in range(2)]
-    one, l1, _ = _train(family, mode, make_mesh(1, 1, 1, devices=jax.devices()[:1]), False, batches, accum)
-    eight, l8, live = _train(family, mode, make_mesh(2, 2, 2), True, batches, accum)
+    one, l1, _ = _train(family, mode, make_mesh(1, 1, 1, devices=jax.devices()[:1]), False, batches, accum, dropout)
+    eight, l8, live = _train(family, mode, make_mesh(2, 2, 2), True, batches, accum, dropout)
+    if dropout:
+        _, l0, _ = _train(family, mode, make_mesh(1, 1, 1, devices=jax.devices()[:1]), False, batches, accum)
+        assert abs(l0[1] - l1[1]) > 1e-4  # dropout really changed the training
     np.testing.assert_allclose(l1, l8, rtol=2e-5)
     assert l1[1] != l1[0]  # the first update changed the model
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), one, eight)
