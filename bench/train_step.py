@@ -7,7 +7,7 @@ neighbours from ChEBI-20 validation (each query's own row excluded), SmolLM2's t
 --batch prompts that fit --length, left-padded by the pipeline's `pad_batch`, loss on the answer only;
 `synthetic` is random tokens, 0-25% left padding and the first half of each row masked. Steps are timed alternately (ours, theirs, ours, ...) after a
 warm-up/compile step each; the medians are compared. torch gets the faster of 1 and --threads threads
-(its OpenMP pool collapses when the cores are shared); the load average is printed with the result.
+(its OpenMP pool collapses when the cores are shared); the load average is printed.
 
 Usage: python bench/train_step.py [--data icma --batch 4 --length 512 --layers 30 --rounds 5 --rank 32]
 Prints `train step speedup vs transformers+peft: X` (target >= 1.5).
@@ -187,6 +187,7 @@ def main() -> None:
     times = {name: [] for name in sides}
     for _ in range(args.rounds):
         for name, run in sides.items():
+            time.sleep(1.0)  # let the other side's idle threads (torch's OpenMP workers spin) go quiet
             t0 = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - t0)
