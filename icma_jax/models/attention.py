@@ -32,13 +32,18 @@ def _mm(a_BxKxIxJ: jax.Array, b_BxKxJxL: jax.Array) -> jax.Array:
     return jnp.einsum("bkij,bkjl->bkil", a_BxKxIxJ, b_BxKxJxL, preferred_element_type=jnp.float32)
 
 
-def _visible(mask_BxS: jax.Array, t: int, window: int | None) -> jax.Array:
-    """B x 1 x 1 x T x S: key s visible to query t iff s <= t, s is a real token and t - s < window."""
-    pos = jnp.arange(t)
-    vis_TxS = pos[None, :] <= pos[:, None]
+def visible(q_slot_T: jax.Array, kv_mask_BxS: jax.Array, window: int | None) -> jax.Array:
+    """B x T x S: cache slot s is visible to query slot q iff s <= q, s is a real token and q - s < window."""
+    k_slot_S = jnp.arange(kv_mask_BxS.shape[1])
+    vis_TxS = k_slot_S[None, :] <= q_slot_T[:, None]
     if window is not None:
-        vis_TxS = vis_TxS & (pos[:, None] - pos[None, :] < window)
-    return (vis_TxS[None] & mask_BxS[:, None, :].astype(bool))[:, None, None]
+        vis_TxS = vis_TxS & (q_slot_T[:, None] - k_slot_S[None, :] < window)
+    return vis_TxS[None, :, :] & kv_mask_BxS[:, None, :].astype(bool)
+
+
+def _visible(mask_BxS: jax.Array, t: int, window: int | None) -> jax.Array:
+    """B x 1 x 1 x T x S for self-attention over T = S new tokens."""
+    return visible(jnp.arange(t), mask_BxS, window)[:, None, None]
 
 
 def _scores(q_BxKxMxH, k_BxKxSxH, mask_BxS, window):
@@ -79,8 +84,9 @@ def _bwd(window, res, do_BxKxMxH):
     row = jnp.sum(do_BxKxMxH.astype(jnp.float32) * o.astype(jnp.float32), axis=-1, keepdims=True)
     ds = (p * (dp - row)).reshape(b, kh, m // t, t, t)
     ds = (jnp.where(_visible(mask, t, window), ds, 0.0) * np.float32(1.0 / math.sqrt(h))).reshape(b, kh, m, t)
-    dq = _mm(ds.astype(q.dtype), k)
-    dk = _t(_mm(_t(q), ds.astype(q.dtype)))  # (q^T ds)^T: the M x S operand is never transposed
+    ds = ds.astype(q.dtype)
+    dq = _mm(ds, k)
+    dk = _t(_mm(_t(q), ds))  # (q^T ds)^T: the M x S operand is never transposed
     dv = _t(_mm(_t(do_BxKxMxH), p.astype(v.dtype)))
     return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from icma_jax.models.attention import causal_attention
+from icma_jax.models.attention import causal_attention, visible
 from icma_jax.models.config import LMConfig
 from icma_jax.models.lora import LoraConfig
 
@@ -79,8 +79,8 @@ def lora_delta_dropout(x_NxI: jax.Array, a_IxR: jax.Array, b_RxO: jax.Array, see
 
 
 def _lora_delta_dropout_fwd(x_NxI, a_IxR, b_RxO, seed_2, rate):
-    u_NxR = jnp.dot(_drop(x_NxI, seed_2, rate), a_IxR)
-    return jnp.dot(u_NxR, b_RxO), (x_NxI, u_NxR, a_IxR, b_RxO, seed_2)
+    y_NxO, (_, u_NxR, _, _) = _lora_delta_fwd(_drop(x_NxI, seed_2, rate), a_IxR, b_RxO)
+    return y_NxO, (x_NxI, u_NxR, a_IxR, b_RxO, seed_2)  # x, not dropout(x): the mask is recomputed
 
 
 def _lora_delta_dropout_bwd(rate, res, dy_NxO):
@@ -210,11 +210,7 @@ def attention(q_BxTxNxH: jax.Array, k_BxSxKxH: jax.Array, v_BxSxKxH: jax.Array, 
     q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kh, n // kh, h)
     s_BxKxGxTxS = jnp.einsum("btkgh,bskh->bkgts", q_BxTxKxGxH, k_BxSxKxH,
                              preferred_element_type=jnp.float32) / np.float32(math.sqrt(h))
-    k_slot_S = jnp.arange(k_BxSxKxH.shape[1])
-    vis_TxS = k_slot_S[None, :] <= q_slot_T[:, None]
-    if window is not None:
-        vis_TxS = vis_TxS & (q_slot_T[:, None] - k_slot_S[None, :] < window)
-    vis_BxTxS = vis_TxS[None, :, :] & kv_mask_BxS[:, None, :].astype(bool)
+    vis_BxTxS = visible(q_slot_T, kv_mask_BxS, window)
     s_BxKxGxTxS = jnp.where(vis_BxTxS[:, None, None, :, :], s_BxKxGxTxS, jnp.finfo(jnp.float32).min)
     p_BxKxGxTxS = jax.nn.softmax(s_BxKxGxTxS, axis=-1).astype(v_BxSxKxH.dtype)
     o_BxTxKxGxH = jnp.einsum("bkgts,bskh->btkgh", p_BxKxGxTxS, v_BxSxKxH)
