@@ -5,12 +5,17 @@ layer but lm_head (rank/alpha/dropout as given), AdamW + global-norm clip 1.0, t
 The batch (`--data`): `icma` (default) is what ICMA training feeds the step: Mol2Cap prompts with n=2 Morgan
 neighbours from ChEBI-20 validation (each query's own row excluded), SmolLM2's tokenizer, the first
 --batch prompts that fit --length, left-padded by the pipeline's `pad_batch`, loss on the answer only;
-`synthetic` is random tokens, 0-25% left padding and the first half of each row masked. Steps are timed alternately (ours, theirs, ours, ...) after a
-warm-up/compile step each; the medians are compared. torch gets the faster of 1 and --threads threads
-(its OpenMP pool collapses when the cores are shared); the load average is printed.
+`synthetic` is random tokens, 0-25% left padding and the first half of each row masked. With `icma`, our
+step is also timed on the same prompts packed into rows of --pack-length (`train.pack_length`: no padding
+computed, the same loss and update as the padded rows, see tests/training/test_step_models.py); torch keeps
+the padded batch, as the original ICMA code trains. Steps are timed alternately (ours, theirs, ours, ...)
+after a warm-up/compile step each; the medians are compared as real (non-padding) tokens/s. torch gets the
+faster of 1 and --threads threads (its OpenMP pool collapses when the cores are shared); the load average
+is printed.
 
-Usage: python bench/train_step.py [--data icma --batch 4 --length 512 --layers 30 --rounds 5 --rank 32]
-Prints `train step speedup vs transformers+peft: X` (target >= 1.5).
+Usage: python bench/train_step.py [--data icma --batch 4 --length 512 --pack-length 768 --layers 30 --rounds 5]
+Prints `train step speedup vs transformers+peft: X` (target >= 1.5; packed rows when timed) and, with packing,
+the padded-rows figure too.
 """
 
 import argparse
@@ -54,8 +59,8 @@ def make_batch(b: int, length: int, vocab: int, seed: int = 0) -> tuple[np.ndarr
     return tokens, mask, labels
 
 
-def icma_batch(b: int, length: int, data_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`b` real Mol2Cap n=2 training rows (see the module docstring), padded to `length`."""
+def icma_batch(b: int, length: int, data_dir: str) -> tuple[Batch, list]:
+    """`b` real Mol2Cap n=2 training rows (see the module docstring), padded to `length`, and the sequences."""
     from icma_jax.data.batching import pad_batch
     from icma_jax.data.prompts import Pair, encode_train
     from icma_jax.data.records import load_split
@@ -81,10 +86,29 @@ def icma_batch(b: int, length: int, data_dir: str) -> tuple[np.ndarray, np.ndarr
     n_real, n_loss = int(batch.mask_BxL.sum()), int((batch.labels_BxL != -100).sum())
     print(f"icma batch: {b} Mol2Cap n=2 prompts, {n_real} of {b * length} positions real, "
           f"{n_loss} answer tokens ({n_loss / n_real:.0%} of the real ones)")
-    return batch.tokens_BxL, batch.mask_BxL, batch.labels_BxL
+    return batch, seqs
 
 
-def jax_step(cfg: LMConfig, lora_cfg: LoraConfig, batch, lr: float):
+def packed_batch(seqs: list, pack_length: int) -> Batch:
+    """The same sequences packed first-fit (in order) into rows of `pack_length` (`train.pack_length`)."""
+    from icma_jax.data.batching import pack_batch
+
+    rows, used = [], []
+    for s in seqs:
+        fit = next((r for r, u in enumerate(used) if u + len(s.ids) <= pack_length), None)
+        if fit is None:
+            rows.append([])
+            used.append(0)
+            fit = len(rows) - 1
+        rows[fit].append(s)
+        used[fit] += len(s.ids)
+    batch = pack_batch(rows, pack_length, len(rows), 0)
+    print(f"packed: the same {len(seqs)} prompts in {len(rows)} rows of {pack_length} "
+          f"({int(batch.mask_BxL.astype(bool).sum())} of {batch.mask_BxL.size} positions real)")
+    return batch
+
+
+def jax_step(cfg: LMConfig, lora_cfg: LoraConfig, batch: Batch, lr: float):
     """Our side: returns a zero-argument callable running one step and blocking on its loss."""
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
     module = build_model(cfg, lora_cfg)
@@ -97,10 +121,11 @@ def jax_step(cfg: LMConfig, lora_cfg: LoraConfig, batch, lr: float):
     base_sh = replicated_sharding(params, mesh)
     step_fn = make_train_step(module.apply, tx, mesh, state_sh, base_sh, StepConfig(mode="lora"))
     holder = {"state": state, "rng": jax.random.key(2)}
-    batch = loss_window(Batch(*batch))  # the pipeline's loss window: the head runs only where labels are
+    batch = loss_window(batch)  # the pipeline's loss window: the head runs only where labels are
     dev_batch = device_put_batch(batch, mesh)
+    where = "the last" if batch.label_pos_BxW is None else "gathered"
     print(f"ours: {count_params(params) / 1e6:.1f}M base params, {count_params(lora) / 1e6:.2f}M LoRA params; "
-          f"vocabulary head on the last {batch.labels_BxL.shape[1]} of {batch.tokens_BxL.shape[1]} positions")
+          f"vocabulary head on {where} {batch.labels_BxL.shape[1]} of {batch.tokens_BxL.shape[1]} positions a row")
 
     def run() -> float:
         holder["state"], m = step_fn(holder["state"], params, dev_batch, holder["rng"])
@@ -109,7 +134,7 @@ def jax_step(cfg: LMConfig, lora_cfg: LoraConfig, batch, lr: float):
     return run
 
 
-def torch_step(cfg: LMConfig, lora_cfg: LoraConfig, batch, lr: float):
+def torch_step(cfg: LMConfig, lora_cfg: LoraConfig, batch: Batch, lr: float):
     """transformers + PEFT: LlamaForCausalLM + get_peft_model, torch AdamW, clip_grad_norm_."""
     import peft
     import torch
@@ -127,7 +152,7 @@ def torch_step(cfg: LMConfig, lora_cfg: LoraConfig, batch, lr: float):
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, betas=(0.9, 0.999),
                             eps=1e-8, weight_decay=0.0)
-    tokens, mask, labels = (torch.tensor(x, dtype=torch.long) for x in batch)
+    tokens, mask, labels = (torch.tensor(x, dtype=torch.long) for x in batch[:3])
     n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"transformers+peft: {n_lora / 1e6:.2f}M LoRA params, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
@@ -154,6 +179,9 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=32)
     ap.add_argument("--alpha", type=float, default=64.0)
     ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--pack-length", type=int, default=768,
+                    help="--data icma: also time our step on the same prompts packed into rows of this many "
+                         "tokens (train.pack_length); 0 = do not")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
@@ -165,9 +193,15 @@ def main() -> None:
     lora_cfg = LoraConfig.for_family("llama", rank=args.rank, alpha=args.alpha, dropout=args.dropout)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; model SmolLM2-135M shape, {args.layers} layers; "
           f"batch {args.batch} x {args.length} tokens ({args.data})")
-    batch = (icma_batch(args.batch, args.length, args.data_dir) if args.data == "icma"
-             else make_batch(args.batch, args.length, cfg.vocab_size))
-    sides = {"ours": jax_step(cfg, lora_cfg, batch, 1e-4), "transformers+peft": torch_step(cfg, lora_cfg, batch, 1e-4)}
+    seqs = None
+    if args.data == "icma":
+        batch, seqs = icma_batch(args.batch, args.length, args.data_dir)
+    else:
+        batch = Batch(*make_batch(args.batch, args.length, cfg.vocab_size))
+    sides = {"ours": jax_step(cfg, lora_cfg, batch, 1e-4)}
+    if seqs is not None and args.pack_length:
+        sides["ours, packed"] = jax_step(cfg, lora_cfg, packed_batch(seqs, args.pack_length), 1e-4)
+    sides["transformers+peft"] = torch_step(cfg, lora_cfg, batch, 1e-4)
     for name, run in sides.items():  # warm up (JAX compiles on its first call), then one more untimed step
         t0 = time.perf_counter()
         loss = run()
@@ -191,14 +225,20 @@ def main() -> None:
             t0 = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - t0)
-    tokens = args.batch * args.length
+    tokens = int(batch.mask_BxL.astype(bool).sum())  # real tokens: the same on every side
     tps = {name: tokens / statistics.median(ts) for name, ts in times.items()}
     for name, ts in times.items():
-        print(f"{name}: median {statistics.median(ts) * 1e3:.0f} ms/step, {tps[name]:.0f} tokens/s "
+        print(f"{name}: median {statistics.median(ts) * 1e3:.0f} ms/step, {tps[name]:.0f} real tokens/s "
               f"(steps: {', '.join(f'{t * 1e3:.0f}' for t in ts)} ms)")
     print(f"load average (1/5/15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on "
           f"{os.cpu_count()} cores")
-    print(f"train step speedup vs transformers+peft: {tps['ours'] / tps['transformers+peft']:.2f}")
+    torch_tps = tps["transformers+peft"]
+    if "ours, packed" in tps:
+        print(f"padded rows (torch's layout): speedup {tps['ours'] / torch_tps:.2f}")
+        print(f"train step speedup vs transformers+peft: {tps['ours, packed'] / torch_tps:.2f} (packed rows, "
+              f"train.pack_length={args.pack_length})")
+    else:
+        print(f"train step speedup vs transformers+peft: {tps['ours'] / torch_tps:.2f}")
 
 
 if __name__ == "__main__":

@@ -157,6 +157,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip_norm: float = 1.0
     buckets: tuple[int, ...] = (256, 512, 1024, 2048)  # padded lengths; the last must be >= cutoff_len
+    pack_length: int = 0  # > 0: pack several sequences into rows of this many tokens (batch_size then counts
+    # rows, sequences per step vary; no padding is computed); 0: one sequence per row, the original's batching
     log_every: int = 10
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
@@ -165,7 +167,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _at_least("train.lr", self.lr, 0.0)
-        for name in ("warmup_steps", "epochs", "max_steps", "eval_every", "eval_subset"):
+        for name in ("warmup_steps", "epochs", "max_steps", "eval_every", "eval_subset", "pack_length"):
             _at_least(f"train.{name}", getattr(self, name), 0)
         for name in ("batch_size", "grad_accum", "log_every", "checkpoint_every", "keep_checkpoints"):
             _at_least(f"train.{name}", getattr(self, name), 1)

@@ -115,7 +115,20 @@ def test_clear_errors_before_any_compilation(tmp_path, shared_data, monkeypatch)
         loop.train_and_evaluate(_tiny(prompt__cutoff_len=2048, train__buckets=(2048,)), tmp_path / "c")
     with pytest.raises(ValueError, match="batch_size=6 must divide"):
         loop.train_and_evaluate(_tiny(train__batch_size=6), tmp_path / "d")
+    with pytest.raises(ValueError, match="pack_length=512 is shorter than prompt.cutoff_len=768"):
+        loop.train_and_evaluate(_tiny(train__pack_length=512), tmp_path / "e")
     assert not compiled
+
+
+def test_packed_run_trains_on_every_prompt(tmp_path, shared_data, monkeypatch, capsys):
+    """train.pack_length: the 16 prompts (about 330 characters each) go into rows of 1536, 4 or 5 to a row."""
+    monkeypatch.setenv("ICMA_DATA_DIR", str(shared_data))
+    loop.train_and_evaluate(_tiny(train__pack_length=1536, train__batch_size=8, train__max_steps=3,
+                                  train__lr=1e-2, eval__skip=True), tmp_path)
+    out = capsys.readouterr().out
+    assert "16 sequences packed into rows of 1536; 1 batches per epoch; 3 steps" in out
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[2]["loss"] < rows[0]["loss"]  # the same 16 prompts three times: it learns them
 
 
 def test_other_config_in_same_workdir_is_refused(full_run, shared_data, monkeypatch):

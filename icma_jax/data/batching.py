@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -18,12 +18,14 @@ from icma_jax.data.prompts import IGNORE, Encoded
 
 
 class Batch(NamedTuple):
-    """A padded batch; `labels_BxL` is aligned with `tokens_BxL` (the step shifts), -100 = no loss; after
-    `loss_window` it holds only the last W columns of the labels."""
+    """A padded batch; `labels_BxL` is aligned with `tokens_BxL` (the step shifts), -100 = no loss. After
+    `loss_window` it holds only the last W columns of the labels, or (with `label_pos_BxW`) the W targets
+    of the logits at positions `label_pos_BxW` (already shifted)."""
 
     tokens_BxL: np.ndarray  # int32
-    mask_BxL: np.ndarray  # int32 attention mask, 0 on the left padding
+    mask_BxL: np.ndarray  # int32, 0 on padding; 1 on real tokens, or each packed sequence's segment id 1, 2, ...
     labels_BxL: np.ndarray  # int32
+    label_pos_BxW: np.ndarray | None = None  # int32
 
 
 def bucket_for(length: int, buckets: Sequence[int]) -> int:
@@ -51,20 +53,53 @@ def pad_batch(seqs: Sequence[Encoded], length: int, batch_size: int, pad_id: int
     return Batch(tokens_BxL, mask_BxL, labels_BxL)
 
 
-def loss_window(batch: Batch, fractions: Sequence[int] = (8, 4, 2)) -> Batch:
-    """The batch with labels of only its last W columns, W the smallest of L/8, L/4, L/2 (else L) that
-    drops no label; the train step then runs the vocabulary head on W positions instead of L.
+def pack_batch(rows: Sequence[Sequence[Encoded]], length: int, batch_size: int, pad_id: int) -> Batch:
+    """Several sequences per row: row i holds `rows[i]` back to back, left-padded to `length`, the mask
+    holding segment ids 1, 2, ... (the model keeps them apart and restarts positions). A sequence's first
+    token is never a target (what precedes it belongs to another sequence)."""
+    if len(rows) > batch_size:
+        raise ValueError(f"{len(rows)} packed rows do not fit a batch of {batch_size}")
+    batch = pad_batch([], length, batch_size, pad_id)
+    for i, row in enumerate(rows):
+        n = sum(len(s.ids) for s in row)
+        if n > length:
+            raise ValueError(f"{len(row)} sequences of {n} tokens do not fit a packed row of {length}")
+        at = length - n
+        for seg, s in enumerate(row, start=1):
+            stop = at + len(s.ids)
+            batch.tokens_BxL[i, at:stop], batch.mask_BxL[i, at:stop] = s.ids, seg
+            batch.labels_BxL[i, at + 1:stop] = s.labels[1:]
+            at = stop
+    return batch
 
-    Left padding puts every answer at the end of its row, so without `train_on_inputs` W is about the
-    longest answer. Label column 0 is never predicted (nothing precedes it), so it may be dropped too.
-    A few W per bucket keep the number of compiled shapes small."""
+
+def loss_window(batch: Batch, fractions: Sequence[int] = (8, 4, 2)) -> Batch:
+    """The batch narrowed to W label columns, W the smallest of L/8, L/4, L/2 (else L) that drops no label;
+    the train step then runs the vocabulary head on W positions instead of L.
+
+    Left padding puts every answer at the end of its row, so without `train_on_inputs` the last W columns
+    (W about the longest answer) hold every label. Packed rows have answers inside the row: then the W
+    label-carrying positions of each row are gathered (`label_pos_BxW`), when that needs a smaller W. Label
+    column 0 is never predicted (nothing precedes it), so it may be dropped too. A few W per bucket keep
+    the number of compiled shapes small."""
     length = batch.labels_BxL.shape[1]
-    has_label_L = (batch.labels_BxL != IGNORE).any(axis=0)
-    has_label_L[0] = False
+    has_label_BxL = batch.labels_BxL != IGNORE
+    has_label_BxL[:, 0] = False
+    has_label_L = has_label_BxL.any(axis=0)
     first = int(np.argmax(has_label_L)) if has_label_L.any() else length
-    for w in sorted(length // f for f in fractions):
-        if 1 <= w < length and first >= length - w:
-            return batch._replace(labels_BxL=np.ascontiguousarray(batch.labels_BxL[:, length - w:]))
+    widths = sorted(length // f for f in fractions if 1 <= length // f < length) + [length]
+    tail = next(w for w in widths if first >= length - w)
+    most = int(has_label_BxL.sum(axis=1).max())
+    gathered = next((w for w in widths if w >= most), length)
+    if gathered < tail:
+        pos_BxW = np.zeros((len(has_label_BxL), gathered), np.int32)
+        labels_BxW = np.full((len(has_label_BxL), gathered), IGNORE, np.int32)
+        for i, row in enumerate(has_label_BxL):
+            (cols,) = np.nonzero(row)
+            pos_BxW[i, :len(cols)], labels_BxW[i, :len(cols)] = cols - 1, batch.labels_BxL[i, cols]
+        return batch._replace(labels_BxL=labels_BxW, label_pos_BxW=pos_BxW)
+    if tail < length:
+        return batch._replace(labels_BxL=np.ascontiguousarray(batch.labels_BxL[:, length - tail:]))
     return batch
 
 
@@ -86,11 +121,15 @@ class BatchIterator:
     """Deterministic host iterator over bucketed batches; `position` / `restore` make it resumable."""
 
     def __init__(self, seqs: Sequence[Encoded], *, batch_size: int, buckets: Sequence[int], pad_id: int,
-                 seed: int, shuffle: bool = True, seqs_for_epoch: Callable[[int], Sequence[Encoded]] | None = None):
-        """`seqs_for_epoch(epoch)` (optional) replaces `seqs` from epoch 1 on (selections redrawn per epoch)."""
+                 seed: int, shuffle: bool = True, seqs_for_epoch: Callable[[int], Sequence[Encoded]] | None = None,
+                 pack_length: int = 0):
+        """`seqs_for_epoch(epoch)` (optional) replaces `seqs` from epoch 1 on (selections redrawn per epoch).
+        `pack_length` > 0: batches of `batch_size` packed rows of that many tokens (`pack_batch`) instead of
+        one sequence per row; the number of sequences per batch then varies."""
         if not seqs:
             raise ValueError("no training sequences to batch")
         self.batch_size, self.buckets, self.pad_id = batch_size, tuple(buckets), pad_id
+        self.pack_length = pack_length
         self.seed, self.shuffle = seed, shuffle
         self._seqs_for_epoch = seqs_for_epoch
         self._epoch_seqs = (0, list(seqs))
@@ -106,9 +145,12 @@ class BatchIterator:
     def _bucket_of(self, epoch: int) -> np.ndarray:
         return np.asarray([bucket_for(len(s.ids), self.buckets) for s in self.seqs(epoch)])
 
-    def epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
-        """[(bucket length, row indices)] for `epoch`: rows shuffled, grouped by bucket, batches shuffled."""
+    def epoch_plan(self, epoch: int) -> list[tuple[int, Any]]:
+        """[(bucket length, row indices)] for `epoch`: rows shuffled, grouped by bucket, batches shuffled.
+        Packed: [(pack_length, [sequence indices of each row])], sequences in shuffled order, first fit."""
         rng = np.random.default_rng([self.seed, epoch])
+        if self.pack_length:
+            return self._packed_plan(rng, epoch)
         n, bucket_of = len(self.seqs(epoch)), self._bucket_of(epoch)
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         plan = []
@@ -119,6 +161,26 @@ class BatchIterator:
             plan = [plan[i] for i in rng.permutation(len(plan))]
         return plan
 
+    def _packed_plan(self, rng: np.random.Generator, epoch: int) -> list[tuple[int, list[list[int]]]]:
+        lengths = [len(s.ids) for s in self.seqs(epoch)]
+        if max(lengths) > self.pack_length:
+            raise ValueError(f"a sequence of {max(lengths)} tokens is longer than train.pack_length="
+                             f"{self.pack_length}")
+        order = rng.permutation(len(lengths)) if self.shuffle else np.arange(len(lengths))
+        plan, rows, used = [], [], []
+        for i in order.tolist():
+            fit = next((r for r, u in enumerate(used) if u + lengths[i] <= self.pack_length), None)
+            if fit is None and len(rows) == self.batch_size:
+                plan.append((self.pack_length, rows))
+                rows, used, fit = [], [], None
+            if fit is None:
+                rows.append([])
+                used.append(0)
+                fit = len(rows) - 1
+            rows[fit].append(i)
+            used[fit] += lengths[i]
+        return plan + [(self.pack_length, rows)]
+
     @property
     def batches_per_epoch(self) -> int:
         """Batches in every epoch (a partial batch per bucket is padded, never dropped)."""
@@ -126,6 +188,8 @@ class BatchIterator:
 
     def bucket_counts(self) -> dict[int, int]:
         """Sequences per bucket length."""
+        if self.pack_length:
+            return {self.pack_length: len(self.seqs(self.position.epoch))}
         bucket_of = self._bucket_of(self.position.epoch)
         return {b: int((bucket_of == b).sum()) for b in self.buckets if (bucket_of == b).any()}
 
@@ -151,4 +215,6 @@ class BatchIterator:
         length, rows = plan[index]
         self.position = Position(epoch, index + 1)
         seqs = self.seqs(epoch)
+        if self.pack_length:
+            return pack_batch([[seqs[r] for r in row] for row in rows], length, self.batch_size, self.pad_id)
         return pad_batch([seqs[r] for r in rows], length, self.batch_size, self.pad_id)

@@ -40,9 +40,11 @@ def init_cache(config: LMConfig, batch: int, slots: int) -> KVCache:
 class CausalLM(nn.Module):
     """logits_BxTxV = LM(tokens_BxT, mask_BxT); positions come from the mask so left padding is exact.
 
-    With `cache` it returns (logits, cache'), writing the T new tokens at slot `cache.index`. The head runs
-    only where logits are wanted: `last_only` gives the last position (B x 1 x V), `head_span=(i, j)`
-    positions i..j-1 (B x (j-i) x V; training's loss window)."""
+    Without a cache the mask may hold segment ids (packed rows: 0 = padding, each sequence its own id; a
+    token sees earlier tokens of its own segment, positions restart at every segment). With `cache` it
+    returns (logits, cache'), writing the T new tokens at slot `cache.index`. The head runs only where
+    logits are wanted: `last_only` gives the last position (B x 1 x V), `head_span=(i, j)` positions
+    i..j-1 (B x (j-i) x V; training's loss window), `head_index_BxW` the positions it lists (B x W x V)."""
 
     config: LMConfig
     lora: LoraConfig | None = None
@@ -52,18 +54,19 @@ class CausalLM(nn.Module):
 
     @nn.compact
     def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array, deterministic: bool = True,
-                 cache: KVCache | None = None, last_only: bool = False, head_span: tuple[int, int] | None = None):
+                 cache: KVCache | None = None, last_only: bool = False, head_span: tuple[int, int] | None = None,
+                 head_index_BxW: jax.Array | None = None):
         c = self.config
         dt, pdt = dtype_of(c.dtype), dtype_of(c.param_dtype)
         b, t = tokens_BxT.shape
         mask_BxT = mask_BxT.astype(jnp.int32)
         if cache is None:
-            count_B, kv_mask_BxS, q_slot_T = jnp.zeros((b,), jnp.int32), mask_BxT, jnp.arange(t)
+            kv_mask_BxS, q_slot_T, pos_BxT = mask_BxT, jnp.arange(t), segment_positions(mask_BxT)
         else:
             count_B = jnp.sum(cache.mask_BxS, axis=-1)
             kv_mask_BxS = jax.lax.dynamic_update_slice(cache.mask_BxS, mask_BxT, (0, cache.index))
             q_slot_T = cache.index + jnp.arange(t)
-        pos_BxT = jnp.maximum(count_B[:, None] + jnp.cumsum(mask_BxT, axis=1) - 1, 0)
+            pos_BxT = jnp.maximum(count_B[:, None] + jnp.cumsum(mask_BxT, axis=1) - 1, 0)
 
         embed = nn.Embed(c.vocab_size, c.d_model, dtype=dt, param_dtype=pdt, name="embed_tokens",
                          embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")))
@@ -98,6 +101,8 @@ class CausalLM(nn.Module):
             h_BxTxD = h_BxTxD[:, -1:]
         elif head_span is not None:
             h_BxTxD = h_BxTxD[:, head_span[0]:head_span[1]]
+        elif head_index_BxW is not None:
+            h_BxTxD = jnp.take_along_axis(h_BxTxD, head_index_BxW[:, :, None], axis=1)
         if c.tie_embeddings:  # dot_general on the V x D table directly (`attend` transposes a copy of it)
             logits_BxTxV = jnp.einsum("btd,vd->btv", h_BxTxD, embed.embedding.astype(dt))
         else:
@@ -106,6 +111,16 @@ class CausalLM(nn.Module):
         if cache is None:
             return logits_BxTxV
         return logits_BxTxV, KVCache(new_kv[0], new_kv[1], kv_mask_BxS, cache.index + t)
+
+
+def segment_positions(seg_BxT: jax.Array) -> jax.Array:
+    """Position of every token within its run of equal segment ids (a left-padded row: 0, 1, ... from its
+    first real token; a packed row: restarting at every sequence)."""
+    t = seg_BxT.shape[1]
+    idx_T = jnp.arange(t, dtype=jnp.int32)
+    prev_BxT = jnp.concatenate([jnp.full_like(seg_BxT[:, :1], -1), seg_BxT[:, :-1]], axis=1)
+    start_BxT = jax.lax.cummax(jnp.where(seg_BxT != prev_BxT, idx_T[None, :], 0), axis=1)
+    return idx_T[None, :] - start_BxT
 
 
 def build_model(config: LMConfig, lora: LoraConfig | None = None, *, remat: bool = False) -> CausalLM:

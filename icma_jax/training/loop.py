@@ -71,6 +71,9 @@ def _check_fits(cfg: Config, lm_config, mesh, n_seqs: int, total_steps: int) -> 
     if lm_config.max_positions < need:
         raise ValueError(f"model {cfg.model.name} has {lm_config.max_positions} positions but "
                          f"prompt.cutoff_len / train.buckets need {need}: lower --config.prompt.cutoff_len")
+    if 0 < cfg.train.pack_length < cfg.prompt.cutoff_len:
+        raise ValueError(f"train.pack_length={cfg.train.pack_length} is shorter than prompt.cutoff_len="
+                         f"{cfg.prompt.cutoff_len}: a sequence would not fit a packed row")
     split = cfg.train.grad_accum * mesh.shape["data"] * mesh.shape["fsdp"]
     if cfg.train.batch_size % split or cfg.train.batch_size % jax.process_count():
         raise ValueError(f"train.batch_size={cfg.train.batch_size} must divide by grad_accum × data × fsdp = "
@@ -108,11 +111,12 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     iterator = BatchIterator(seqs, batch_size=cfg.train.batch_size, buckets=cfg.train.buckets, pad_id=pad_id,
                              seed=cfg.train.seed, seqs_for_epoch=(lambda e: seqs_for_epoch(e)[0])
-                             if cfg.selection.resample_each_epoch else None)
+                             if cfg.selection.resample_each_epoch else None, pack_length=cfg.train.pack_length)
     total = cfg.train.max_steps or cfg.train.epochs * iterator.batches_per_epoch
     _check_fits(cfg, lm_config, mesh, len(seqs), total)
-    _log(f"{len(seqs)} sequences in buckets {iterator.bucket_counts()}; {iterator.batches_per_epoch} batches "
-         f"per epoch; {total} steps")
+    layout = (f"packed into rows of {cfg.train.pack_length}" if cfg.train.pack_length
+              else f"in buckets {iterator.bucket_counts()}")
+    _log(f"{len(seqs)} sequences {layout}; {iterator.batches_per_epoch} batches per epoch; {total} steps")
 
     init_key, dropout_key = jax.random.split(jax.random.key(cfg.train.seed))
     backbone = backbone_lib.load_backbone(cfg.model, lm_config, tokenizer, mesh, init_key)
@@ -149,7 +153,7 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
     try:
         for step in range(start + 1, total + 1):
             batch = loss_window(next(iterator))  # the same W on every host: decided on the global batch
-            n_tokens_total = int(batch.mask_BxL.sum())
+            n_tokens_total = int((batch.mask_BxL > 0).sum())  # packed rows hold segment ids
             state, metrics = step_fn(state, backbone.base, device_put_batch(_host_rows(batch), mesh), rng)
             metrics = {**metrics, "tokens_total": n_tokens_total}
             if pending is not None:  # fetch step N-1 after dispatching step N (async dispatch)

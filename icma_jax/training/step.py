@@ -5,7 +5,7 @@ B batch rows, L tokens, V vocab, K micro-batches (gradient accumulation).
 
 import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -38,12 +38,6 @@ class StepConfig:
             raise ValueError(f"StepConfig.accum_steps must be >= 1, got {self.accum_steps}")
         if self.compute_dtype is not None:
             jnp.dtype(self.compute_dtype)  # raises TypeError on an unknown dtype name
-
-
-class _BatchLike(NamedTuple):
-    tokens_BxL: jax.Array
-    mask_BxL: jax.Array
-    labels_BxL: jax.Array
 
 
 def causal_lm_loss_sums(logits_BxLxV: jax.Array, labels_BxL: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -88,14 +82,19 @@ def _loss_sums(
 ) -> tuple[jax.Array, jax.Array]:
     """Labels as wide as the tokens: the full causal-LM loss. Labels narrower (W < L, see
     `batching.loss_window`): they are the labels of the last W positions, so the head runs only on the W
-    positions before them (logits L-W-1 .. L-2), a W/L share of the vocabulary projection and softmax."""
+    positions before them (logits L-W-1 .. L-2), a W/L share of the vocabulary projection and softmax; or,
+    with `label_pos_BxW`, the targets of the logits at those positions (packed rows)."""
     l, w = batch.tokens_BxL.shape[1], batch.labels_BxL.shape[1]
-    kwargs = {} if w == l else {"head_span": (l - w - 1, l - 1)}
+    label_pos_BxW = getattr(batch, "label_pos_BxW", None)
+    if label_pos_BxW is not None:
+        kwargs = {"head_index_BxW": label_pos_BxW}
+    else:
+        kwargs = {} if w == l else {"head_span": (l - w - 1, l - 1)}
     logits_BxWxV = apply_fn(
         _variables(config, trainable, base), batch.tokens_BxL, batch.mask_BxL,
         deterministic=not config.dropout, rngs={"dropout": key}, **kwargs,
     )
-    if w == l:
+    if w == l and label_pos_BxW is None:
         return causal_lm_loss_sums(logits_BxWxV, batch.labels_BxL)
     return nll_sums(logits_BxWxV, batch.labels_BxL)
 
@@ -124,7 +123,7 @@ def train_step(
         (nll_sum, n_tokens), grad_sums = grad_fn(state.trainable, base, batch, jax.random.fold_in(step_key, 0))
         grad_sums = constrain(jax.tree.map(lambda g: g.astype(jnp.float32), grad_sums))
     else:
-        micro = _BatchLike(*(_split_micro(x, k, mesh) for x in (batch.tokens_BxL, batch.mask_BxL, batch.labels_BxL)))
+        micro = jax.tree.map(lambda x: _split_micro(x, k, mesh), batch)
 
         def accumulate(carry, xs):
             grads_acc, nll_acc, n_acc = carry

@@ -1,9 +1,9 @@
-"""Left padding, length buckets, and the seeded, resumable host iterator."""
+"""Left padding, packing, length buckets, and the seeded, resumable host iterator."""
 
 import numpy as np
 import pytest
 
-from icma_jax.data.batching import Batch, BatchIterator, bucket_for, loss_window, pad_batch
+from icma_jax.data.batching import Batch, BatchIterator, bucket_for, loss_window, pack_batch, pad_batch
 from icma_jax.data.prompts import IGNORE, Encoded
 
 
@@ -106,3 +106,51 @@ def test_sequences_redrawn_per_epoch_are_used_and_resumable():
     it2 = BatchIterator(by_epoch[0], batch_size=2, buckets=(4, 8), pad_id=0, seed=1, seqs_for_epoch=by_epoch.get)
     it2.restore({"epoch": 2, "index": 1})
     assert int(next(it2).mask_BxL.sum(axis=1).max()) == 4
+
+
+def test_pack_batch_segments_labels_and_gathered_loss_window():
+    seqs = _seqs([4, 6, 3])
+    b = pack_batch([seqs[:2], seqs[2:]], 12, 3, pad_id=0)
+    np.testing.assert_array_equal(b.mask_BxL[0], [0, 0] + [1] * 4 + [2] * 6)
+    np.testing.assert_array_equal(b.mask_BxL[1], [0] * 9 + [1] * 3)  # ids count within a row
+    assert (b.mask_BxL[2] == 0).all() and (b.labels_BxL[2] == IGNORE).all()
+    np.testing.assert_array_equal(b.tokens_BxL[0, 2:], np.concatenate([seqs[0].ids, seqs[1].ids]))
+    np.testing.assert_array_equal(b.labels_BxL[0, 2:], np.concatenate([seqs[0].labels, seqs[1].labels]))
+    w = loss_window(b, fractions=(4, 2))
+    assert w.label_pos_BxW is not None and w.labels_BxL.shape == (3, 6)  # 5 targets in row 0; a tail needs 12
+    for i in range(3):
+        (cols,) = np.nonzero(b.labels_BxL[i] != IGNORE)
+        np.testing.assert_array_equal(w.label_pos_BxW[i, :len(cols)], cols - 1)  # logits before each target
+        np.testing.assert_array_equal(w.labels_BxL[i, :len(cols)], b.labels_BxL[i, cols])
+        assert (w.labels_BxL[i, len(cols):] == IGNORE).all()
+    with pytest.raises(ValueError, match="do not fit a packed row of 12"):
+        pack_batch([seqs], 12, 3, pad_id=0)
+
+
+def test_pack_batch_never_targets_a_sequence_start():
+    """The token before a sequence belongs to another one: a label on the first token is dropped."""
+    s = Encoded(np.array([5, 6, 7], np.int32), np.array([5, 6, 7], np.int32), 0)
+    b = pack_batch([[s, s]], 6, 1, pad_id=0)
+    np.testing.assert_array_equal(b.labels_BxL[0], [IGNORE, 6, 7, IGNORE, 6, 7])
+
+
+def test_packed_iterator_uses_every_sequence_once_and_resumes():
+    lengths = [3, 7, 2, 8, 5, 1, 6, 4, 3, 9, 2, 5]
+    make = lambda: BatchIterator(_seqs(lengths), batch_size=2, buckets=(16,), pad_id=0, seed=3,  # noqa: E731
+                                 pack_length=10)
+    it = make()
+    assert it.bucket_counts() == {10: len(lengths)}
+    batches = [next(it) for _ in range(it.batches_per_epoch)]
+    seen = []
+    for b in batches:
+        assert b.tokens_BxL.shape == (2, 10)
+        for row, seg in zip(b.tokens_BxL, b.mask_BxL):
+            seen += [int(row[seg == s][0]) // 100 for s in np.unique(seg[seg > 0])]
+    assert sorted(seen) == list(range(len(lengths)))
+    assert sum(int((b.mask_BxL > 0).sum()) for b in batches) == sum(lengths)
+    assert len(batches) < len(lengths) / 2  # rows really hold several sequences
+    again = make()
+    again.restore({"epoch": 0, "index": 2})
+    np.testing.assert_array_equal(next(again).tokens_BxL, batches[2].tokens_BxL)
+    with pytest.raises(ValueError, match="longer than train.pack_length=8"):
+        BatchIterator(_seqs(lengths), batch_size=2, buckets=(16,), pad_id=0, seed=3, pack_length=8).epoch_plan(0)
