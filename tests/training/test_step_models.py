@@ -95,7 +95,8 @@ def test_real_model_remat_step_equals_plain():
 
 @pytest.mark.parametrize("family,mode,accum", [("llama", "lora", 1), ("opt", "full", 2)])
 def test_packed_rows_train_like_padded_rows(family, mode, accum):
-    """The same 6 sequences left-padded one per row or packed 3 to a row: the same loss and update."""
+    """The same 6 sequences left-padded one per row or packed 3 to a row (2 more rows empty): the same loss
+    and update, on one device and sharded 2 x 2 x 2."""
     from icma_jax.data.batching import loss_window, pack_batch, pad_batch
     from icma_jax.data.prompts import IGNORE, Encoded
 
@@ -106,10 +107,13 @@ def test_packed_rows_train_like_padded_rows(family, mode, accum):
         labels = np.where(np.arange(n) >= n // 2, ids, IGNORE).astype(np.int32)
         seqs.append(Encoded(ids, labels, 0))
     padded = loss_window(pad_batch(seqs, 12, 6, 0))
-    packed = loss_window(pack_batch([seqs[:3], seqs[3:]], 28, 2, 0))
-    assert packed.label_pos_BxW is not None and packed.tokens_BxL.size < padded.tokens_BxL.size
+    packed = loss_window(pack_batch([seqs[:3], seqs[3:]], 28, 4, 0))
+    assert packed.label_pos_BxW is not None and (packed.mask_BxL > 0).sum() == (padded.mask_BxL > 0).sum()
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
     (a, la, _), (b, lb, _) = (_train(family, mode, mesh, False, [x, x], accum if x is packed else 1)
                               for x in (padded, packed))
+    c, lc, _ = _train(family, mode, make_mesh(2, 2, 2), True, [packed, packed], 1)
     np.testing.assert_allclose(la, lb, rtol=2e-5)
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
+    np.testing.assert_allclose(lb, lc, rtol=2e-5)
+    for other in (b, c):
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, other)
