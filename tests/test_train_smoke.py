@@ -126,7 +126,7 @@ def test_packed_run_trains_on_every_prompt(tmp_path, shared_data, monkeypatch, c
     loop.train_and_evaluate(_tiny(train__pack_length=1536, train__batch_size=8, train__max_steps=3,
                                   train__lr=1e-2, eval__skip=True), tmp_path)
     out = capsys.readouterr().out
-    assert "16 sequences packed into rows of 1536; 1 batches per epoch; 3 steps" in out
+    assert "16 sequences packed into rows of 1536 (" in out and "real); 1 batches per epoch; 3 steps" in out
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[2]["loss"] < rows[0]["loss"]  # the same 16 prompts three times: it learns them
 

@@ -186,6 +186,11 @@ class BatchIterator:
         """Batches in every epoch (a partial batch per bucket is padded, never dropped)."""
         return len(self.epoch_plan(0))
 
+    def real_share(self, epoch: int = 0) -> float:
+        """Share of the positions the step computes in `epoch` that are real tokens (the rest is padding)."""
+        computed = sum(length * self.batch_size for length, _ in self.epoch_plan(epoch))
+        return sum(len(s.ids) for s in self.seqs(epoch)) / computed
+
     def bucket_counts(self) -> dict[int, int]:
         """Sequences per bucket length."""
         if self.pack_length:

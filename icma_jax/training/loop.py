@@ -116,7 +116,8 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
     _check_fits(cfg, lm_config, mesh, len(seqs), total)
     layout = (f"packed into rows of {cfg.train.pack_length}" if cfg.train.pack_length
               else f"in buckets {iterator.bucket_counts()}")
-    _log(f"{len(seqs)} sequences {layout}; {iterator.batches_per_epoch} batches per epoch; {total} steps")
+    _log(f"{len(seqs)} sequences {layout} ({iterator.real_share():.0%} of the computed positions real); "
+         f"{iterator.batches_per_epoch} batches per epoch; {total} steps")
 
     init_key, dropout_key = jax.random.split(jax.random.key(cfg.train.seed))
     backbone = backbone_lib.load_backbone(cfg.model, lm_config, tokenizer, mesh, init_key)

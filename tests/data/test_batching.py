@@ -68,6 +68,7 @@ def test_every_sequence_once_per_epoch_in_its_bucket():
     it = BatchIterator(_seqs(lengths), batch_size=3, buckets=(4, 8, 16), pad_id=0, seed=0)
     assert it.bucket_counts() == {4: 5, 8: 4, 16: 1}
     assert it.batches_per_epoch == 2 + 2 + 1  # partial batches padded, none dropped
+    assert it.real_share() == sum(lengths) / (3 * (4 + 4 + 8 + 8 + 16))
     seen = []
     for _ in range(it.batches_per_epoch):
         b = next(it)
@@ -149,6 +150,7 @@ def test_packed_iterator_uses_every_sequence_once_and_resumes():
     assert sorted(seen) == list(range(len(lengths)))
     assert sum(int((b.mask_BxL > 0).sum()) for b in batches) == sum(lengths)
     assert len(batches) < len(lengths) / 2  # rows really hold several sequences
+    assert it.real_share() == sum(lengths) / (len(batches) * 2 * 10)
     again = make()
     again.restore({"epoch": 0, "index": 2})
     np.testing.assert_array_equal(next(again).tokens_BxL, batches[2].tokens_BxL)
