@@ -91,18 +91,10 @@ def icma_batch(b: int, length: int, data_dir: str) -> tuple[Batch, list]:
 
 def packed_batch(seqs: list, pack_length: int) -> Batch:
     """The same sequences packed first-fit (in order) into rows of `pack_length` (`train.pack_length`)."""
-    from icma_jax.data.batching import pack_batch
+    from icma_jax.data.batching import first_fit, pack_batch
 
-    rows, used = [], []
-    for s in seqs:
-        fit = next((r for r, u in enumerate(used) if u + len(s.ids) <= pack_length), None)
-        if fit is None:
-            rows.append([])
-            used.append(0)
-            fit = len(rows) - 1
-        rows[fit].append(s)
-        used[fit] += len(s.ids)
-    batch = pack_batch(rows, pack_length, len(rows), 0)
+    (rows,) = first_fit([len(s.ids) for s in seqs], pack_length, len(seqs))
+    batch = pack_batch([[seqs[i] for i in row] for row in rows], pack_length, len(rows), 0)
     print(f"packed: the same {len(seqs)} prompts in {len(rows)} rows of {pack_length} "
           f"({int(batch.mask_BxL.astype(bool).sum())} of {batch.mask_BxL.size} positions real)")
     return batch

@@ -73,6 +73,26 @@ def pack_batch(rows: Sequence[Sequence[Encoded]], length: int, batch_size: int, 
     return batch
 
 
+def first_fit(lengths: Sequence[int], pack_length: int, rows_per_batch: int) -> list[list[list[int]]]:
+    """Sequences in the given order, each into the first row of the current batch with room (a new row
+    when none has, a new batch when it has `rows_per_batch` rows): [[indices into `lengths` per row] per batch]."""
+    if max(lengths) > pack_length:
+        raise ValueError(f"a sequence of {max(lengths)} tokens is longer than train.pack_length={pack_length}")
+    batches, rows, used = [], [], []
+    for i, n in enumerate(lengths):
+        fit = next((r for r, u in enumerate(used) if u + n <= pack_length), None)
+        if fit is None and len(rows) == rows_per_batch:
+            batches.append(rows)
+            rows, used = [], []
+        if fit is None:
+            rows.append([])
+            used.append(0)
+            fit = len(rows) - 1
+        rows[fit].append(i)
+        used[fit] += n
+    return batches + [rows]
+
+
 def loss_window(batch: Batch, fractions: Sequence[int] = (8, 4, 2)) -> Batch:
     """The batch narrowed to W label columns, W the smallest of L/8, L/4, L/2 (else L) that drops no label;
     the train step then runs the vocabulary head on W positions instead of L.
@@ -163,23 +183,9 @@ class BatchIterator:
 
     def _packed_plan(self, rng: np.random.Generator, epoch: int) -> list[tuple[int, list[list[int]]]]:
         lengths = [len(s.ids) for s in self.seqs(epoch)]
-        if max(lengths) > self.pack_length:
-            raise ValueError(f"a sequence of {max(lengths)} tokens is longer than train.pack_length="
-                             f"{self.pack_length}")
         order = rng.permutation(len(lengths)) if self.shuffle else np.arange(len(lengths))
-        plan, rows, used = [], [], []
-        for i in order.tolist():
-            fit = next((r for r, u in enumerate(used) if u + lengths[i] <= self.pack_length), None)
-            if fit is None and len(rows) == self.batch_size:
-                plan.append((self.pack_length, rows))
-                rows, used, fit = [], [], None
-            if fit is None:
-                rows.append([])
-                used.append(0)
-                fit = len(rows) - 1
-            rows[fit].append(i)
-            used[fit] += lengths[i]
-        return plan + [(self.pack_length, rows)]
+        batches = first_fit([lengths[i] for i in order], self.pack_length, self.batch_size)
+        return [(self.pack_length, [order[row].tolist() for row in rows]) for rows in batches]
 
     @property
     def batches_per_epoch(self) -> int:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from icma_jax.data.batching import Batch, BatchIterator, bucket_for, loss_window, pack_batch, pad_batch
+from icma_jax.data.batching import Batch, BatchIterator, bucket_for, first_fit, loss_window, pack_batch, pad_batch
 from icma_jax.data.prompts import IGNORE, Encoded
 
 
@@ -156,3 +156,8 @@ def test_packed_iterator_uses_every_sequence_once_and_resumes():
     np.testing.assert_array_equal(next(again).tokens_BxL, batches[2].tokens_BxL)
     with pytest.raises(ValueError, match="longer than train.pack_length=8"):
         BatchIterator(_seqs(lengths), batch_size=2, buckets=(16,), pad_id=0, seed=3, pack_length=8).epoch_plan(0)
+
+
+def test_first_fit_fills_earlier_rows_before_opening_new_ones():
+    assert first_fit([5, 3, 4, 2], 7, 2) == [[[0, 3], [1, 2]]]
+    assert first_fit([5, 3, 4, 2], 7, 1) == [[[0]], [[1, 2]], [[3]]]
