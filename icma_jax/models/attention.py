@@ -62,6 +62,11 @@ def _chunks(t: int, window: int | None) -> list[tuple[int, int, int]]:
     return out
 
 
+def _cat(chunks_BxKxCxX: list[jax.Array]) -> jax.Array:
+    """The per-chunk rows back in one B x K x M x X array."""
+    return chunks_BxKxCxX[0] if len(chunks_BxKxCxX) == 1 else jnp.concatenate(chunks_BxKxCxX, axis=2)
+
+
 def _scores(q_BxKxCGxH, kT_BxKxHxS, seg_BxT, q0, q1, k0, window):
     """Masked, scaled scores of queries q0..q1-1 against keys k0..q1-1: B x K x (C G) x S'."""
     b, kh, cg, h = q_BxKxCGxH.shape
@@ -94,8 +99,7 @@ def _forward(q, k, v, seg, window):
         outs.append(_mm((e / z).astype(v.dtype), v[:, :, k0:q1]).astype(v.dtype))
         ms.append(m)
         zs.append(z)
-    cat = lambda xs: xs[0] if len(xs) == 1 else jnp.concatenate(xs, axis=2)  # noqa: E731
-    return cat(outs), (cat(ms), cat(zs))
+    return _cat(outs), (_cat(ms), _cat(zs))
 
 
 def _fwd(q, k, v, seg, window):
@@ -123,8 +127,7 @@ def _bwd(window, res, do_BxKxMxH):
         dqs.append(_mm(ds, k[:, :, k0:q1]))
         dkT = dkT.at[..., k0:q1].add(_mm(qT[..., rows], ds))  # (q^T ds): the M x S operand is never transposed
         dvT = dvT.at[..., k0:q1].add(_mm(doT[..., rows], p.astype(v.dtype)))
-    dq = dqs[0] if len(dqs) == 1 else jnp.concatenate(dqs, axis=2)
-    return dq.astype(q.dtype), _t(dkT).astype(k.dtype), _t(dvT).astype(v.dtype), None
+    return _cat(dqs).astype(q.dtype), _t(dkT).astype(k.dtype), _t(dvT).astype(v.dtype), None
 
 
 attention_core.defvjp(_fwd, _bwd)

@@ -88,13 +88,15 @@ def _loss_sums(
     label_pos_BxW = getattr(batch, "label_pos_BxW", None)
     if label_pos_BxW is not None:
         kwargs = {"head_index_BxW": label_pos_BxW}
+    elif w < l:
+        kwargs = {"head_span": (l - w - 1, l - 1)}
     else:
-        kwargs = {} if w == l else {"head_span": (l - w - 1, l - 1)}
+        kwargs = {}
     logits_BxWxV = apply_fn(
         _variables(config, trainable, base), batch.tokens_BxL, batch.mask_BxL,
         deterministic=not config.dropout, rngs={"dropout": key}, **kwargs,
     )
-    if w == l and label_pos_BxW is None:
+    if not kwargs:  # full-width labels: shift them here
         return causal_lm_loss_sums(logits_BxWxV, batch.labels_BxL)
     return nll_sums(logits_BxWxV, batch.labels_BxL)
 
