@@ -1,4 +1,4 @@
-"""Tokenizers via transformers, from the model directory or rebuilt from GGUF metadata; left padding."""
+"""Tokenizers: from a transformers directory, or rebuilt torch-free from GGUF metadata; left padding."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ def load_tokenizer(source: ModelSource) -> Any:
     """A fast tokenizer padding on the left (pad = eos when the model defines no pad token)."""
     from transformers import AutoTokenizer
 
-    kw = {"gguf_file": source.gguf_file} if source.kind == "gguf" else {}
-    try:
-        tok = AutoTokenizer.from_pretrained(str(source.directory), **kw)
-    except (OSError, ValueError) as e:
-        raise FileNotFoundError(f"{source.path}: cannot load a tokenizer ({e})") from None
+    from icma_jax.models.gguf_tokenizer import load_gguf_tokenizer
+
+    if source.kind == "gguf":
+        tok = load_gguf_tokenizer(source.path)
+    else:
+        try:
+            tok = AutoTokenizer.from_pretrained(str(source.directory))
+        except (OSError, ValueError) as e:
+            raise FileNotFoundError(f"{source.path}: cannot load a tokenizer ({e})") from None
     tok.padding_side = "left"
     if tok.pad_token is None:
         if tok.eos_token is None:
