@@ -9,49 +9,44 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from icma_jax.data.records import load_split
 from icma_jax.data.sources import DATASETS, ENV_PUBCHEM_URL, DataFile, resolve_data_dir
 
 GROUPS = {"chebi20": ("chebi20",), "pubchem324k": ("pubchem324k-iupac", "pubchem324k-molcap")}
 
 
-def sha256_of(path: pathlib.Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def file_hashes(path: pathlib.Path) -> tuple[str, str]:
+    """`(git blob id, sha256)` of a file, in one read."""
+    data = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(), hashlib.sha256(data).hexdigest()
 
 
-def _url_for(f: DataFile) -> str | None:
-    if f.url:
-        return f.url
+def url_for(f: DataFile) -> str:
+    """The commit-pinned URL, or the PubChem324k mirror in $ICMA_PUBCHEM324K_URL when set."""
     base = os.environ.get(ENV_PUBCHEM_URL)
-    return f"{base.rstrip('/')}/{f.relpath.split('/', 1)[1]}" if base else None
+    if base and f.relpath.startswith("pubchem324k/"):
+        return f"{base.rstrip('/')}/{f.relpath.split('/', 1)[1]}"
+    return f.url
 
 
 def verify(path: pathlib.Path, f: DataFile) -> str:
-    """Checks a file against its pinned hash, or its row count when no hash is pinned; returns the hash."""
-    digest = sha256_of(path)
-    if f.sha256 is not None and digest != f.sha256:
-        raise RuntimeError(f"{path}: sha256 {digest} does not match the expected {f.sha256}")
-    if f.sha256 is None:
-        n = load_split(path).report.n_rows
-        if n != f.n_rows:
-            raise RuntimeError(f"{path}: {n} rows, expected {f.n_rows} ({f.unpinned_reason})")
-    return digest
+    """Checks a file against its pinned git blob id (and sha256 where known); returns the blob id."""
+    blob, sha256 = file_hashes(path)
+    if blob != f.git_blob:
+        raise RuntimeError(f"{path}: git blob id {blob} does not match the pinned {f.git_blob}")
+    if f.sha256 is not None and sha256 != f.sha256:
+        raise RuntimeError(f"{path}: sha256 {sha256} does not match the pinned {f.sha256}")
+    return blob
 
 
-def _fetch(url: str, dest: pathlib.Path, f: DataFile, timeout: float) -> str:
+def _fetch(url: str, dest: pathlib.Path, f: DataFile, timeout: float) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             while chunk := resp.read(1 << 20):
                 out.write(chunk)
-        digest = verify(pathlib.Path(tmp), f)
+        verify(pathlib.Path(tmp), f)
         os.replace(tmp, dest)  # atomic: a reader sees the old file or the whole new one
-        return digest
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -75,17 +70,13 @@ def download(group: str, dest: str | os.PathLike | None = None, *, timeout: floa
                     continue
                 except RuntimeError as e:
                     log(f"invalid  {e}; fetching again")
-            url = _url_for(f)
-            if url is None:
-                missing.append((path, f"no public URL for this file; set ${ENV_PUBCHEM_URL} to a mirror"))
-                continue
+            url = url_for(f)
             try:
-                digest = _fetch(url, path, f, timeout)
+                _fetch(url, path, f, timeout)
             except (urllib.error.URLError, TimeoutError, OSError) as e:
                 missing.append((path, f"{url}: {getattr(e, 'reason', e)}"))
                 continue
-            note = "" if f.sha256 else f" (unpinned; sha256 {digest})"
-            log(f"fetched  {path}{note}")
+            log(f"fetched  {path}")
             done.append(path)
     if missing:
         lines = "\n".join(f"  {p}  <- {why}" for p, why in missing)

@@ -17,10 +17,10 @@ class DataFile:
     """One public file: where it goes under a data root, where it comes from, what it must hash to."""
 
     relpath: str
-    url: str | None
-    sha256: str | None  # None: not pinned (see `unpinned_reason`); the row count is checked instead
+    url: str  # pinned to a commit, never a branch
+    git_blob: str  # sha1 of b"blob <size>\0" + content: the id git gives the file in the source repository
     n_rows: int
-    unpinned_reason: str = ""
+    sha256: str | None = None  # checked too where known
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,47 +32,53 @@ class Dataset:
     source: str
 
 
-_MOLT5 = "https://raw.githubusercontent.com/blender-nlp/MolT5/main/ChEBI-20_data"
-_TRAIN_UNPINNED = ("the 26,407-row train.txt was not reachable when the checksum table was written, so it "
-                   "is verified by its row count and its hash is printed for you to pin")
+_MOLT5 = "https://raw.githubusercontent.com/blender-nlp/MolT5/754f9bffa4a638e2f1386d0ca19b5c3ed0a5b4aa/ChEBI-20_data"
+_ICMA = ("https://raw.githubusercontent.com/phenixace/ICMA/974adf3cd9487c6ee4768c4d6317e11ab499e11d"
+         "/data/PubChem324k")
+# The PubChem324k files can also come from a mirror: a base URL holding iupac/ and molcap/ (same checks).
+ENV_PUBCHEM_URL = "ICMA_PUBCHEM324K_URL"
+
+
+def _pubchem(kind: str, split: str, git_blob: str, n_rows: int, sha256: str | None = None) -> DataFile:
+    return DataFile(f"pubchem324k/{kind}/{split}.txt", f"{_ICMA}/{kind}/raw/{split}.txt", git_blob, n_rows, sha256)
+
 
 DATASETS: dict[str, Dataset] = {
     "chebi20": Dataset(
         name="chebi20", subdir="chebi20", license="CC BY 4.0",
         source="ChEBI-20 (Edwards et al. 2021/2022), MolT5 repository ChEBI-20_data/",
         files={
-            "train": DataFile("chebi20/train.txt", f"{_MOLT5}/train.txt", None, 26407, _TRAIN_UNPINNED),
+            "train": DataFile("chebi20/train.txt", f"{_MOLT5}/train.txt",
+                              "c1b42b82fdc8fb5287614e159196e25370763aac", 26407),
             "validation": DataFile("chebi20/validation.txt", f"{_MOLT5}/validation.txt",
-                                   "f410b58e6825986577d01b4f0c14b59ed61c1343a15118ba584de4bbcea1508c", 3301),
+                                   "694d328d621966d5c9ad0f36083fdfcf293191d5", 3301,
+                                   "f410b58e6825986577d01b4f0c14b59ed61c1343a15118ba584de4bbcea1508c"),
             "test": DataFile("chebi20/test.txt", f"{_MOLT5}/test.txt",
-                             "91776254b54ef13ad701ede0ecdbd7bcd30c19a66e52aa34a6dac8d0e7306d72", 3300),
+                             "cf6da70d55c2745c6e64cf6864ea8cdbcdc80663", 3300,
+                             "91776254b54ef13ad701ede0ecdbd7bcd30c19a66e52aa34a6dac8d0e7306d72"),
         }),
     "pubchem324k-iupac": Dataset(
         name="pubchem324k-iupac", subdir="pubchem324k/iupac", license="PubChem (public domain data)",
         source="PubChem324k (MolCA split) reformatted by ICMA: SMILES <-> IUPAC name",
         files={
-            "train": DataFile("pubchem324k/iupac/train.txt", None,
-                              "22e605ad33d371b24fee213c4655f7391648ebe7d76c1e5a727fa21d41477fbb", 11856),
-            "validation": DataFile("pubchem324k/iupac/validation.txt", None,
-                                   "53642bfb5875467a3ebcd788961b4a933a3ed40f45637f1e6ebeb0de87305fcb", 982),
-            "test": DataFile("pubchem324k/iupac/test.txt", None,
-                             "e216b4fd99dc23ab6f16d1643cced45e7663f20dae82d6c607b83b9a1731e347", 1985),
+            "train": _pubchem("iupac", "train", "bdd40247ea8f9709ac4acd1238f589305982e655", 11856,
+                              "22e605ad33d371b24fee213c4655f7391648ebe7d76c1e5a727fa21d41477fbb"),
+            "validation": _pubchem("iupac", "validation", "104c5d4056158591e316ae24ea66f96e73c2f21c", 982,
+                                   "53642bfb5875467a3ebcd788961b4a933a3ed40f45637f1e6ebeb0de87305fcb"),
+            "test": _pubchem("iupac", "test", "bb1a0af16bc0db811b8d14bb02ab8504597f8d01", 1985,
+                             "e216b4fd99dc23ab6f16d1643cced45e7663f20dae82d6c607b83b9a1731e347"),
         }),
     "pubchem324k-molcap": Dataset(
         name="pubchem324k-molcap", subdir="pubchem324k/molcap", license="PubChem (public domain data)",
-        source="PubChem324k (MolCA split) molecule captions",
+        source="PubChem324k (MolCA split) molecule captions, as shipped by ICMA",
         files={
-            "train": DataFile("pubchem324k/molcap/train.txt", None, None, 12000,
-                              "train.txt was not available when the checksum table was written"),
-            "validation": DataFile("pubchem324k/molcap/validation.txt", None,
-                                   "03d3e8248c98954c50934fcebc07e266ac8885238a3322fc457dc210bc91f75f", 1000),
-            "test": DataFile("pubchem324k/molcap/test.txt", None,
-                             "0bdf2de078a24c2fd772eb08c97fecf014ba9fcb1edb5fa4a0483f2da7de17db", 2000),
+            "train": _pubchem("molcap", "train", "458d74be1c92cc4eaa2794f053466f656b76ce2e", 12000),
+            "validation": _pubchem("molcap", "validation", "fc43ddcace1f06a672a48d01471c5490eaae304d", 1000,
+                                   "03d3e8248c98954c50934fcebc07e266ac8885238a3322fc457dc210bc91f75f"),
+            "test": _pubchem("molcap", "test", "5de61ad900b8719eeab69eb0e71b93a47849a0ec", 2000,
+                             "0bdf2de078a24c2fd772eb08c97fecf014ba9fcb1edb5fa4a0483f2da7de17db"),
         }),
 }
-# PubChem324k has no canonical public URL for these TSV files: `download` takes them from a mirror
-# given by $ICMA_PUBCHEM324K_URL (a base URL holding iupac/ and molcap/), checked against the table.
-ENV_PUBCHEM_URL = "ICMA_PUBCHEM324K_URL"
 
 
 def get_dataset(name: str) -> Dataset:
