@@ -9,7 +9,7 @@ import pytest
 
 from icma_jax import host_memory
 
-pytestmark = pytest.mark.skipif(not host_memory.applies(), reason="glibc on Linux only")
+pytestmark = pytest.mark.skipif(not host_memory.supported(), reason="glibc malloc settings: glibc on Linux only")
 
 PROBE = """
 import json, os, resource
@@ -33,16 +33,16 @@ print(json.dumps({"env": {k: os.environ.get(k) for k in host_memory.ENV}, "fault
 
 
 def _probe(**env) -> dict:
-    full = {k: v for k, v in os.environ.items() if k not in host_memory.ENV and k != "ICMA_MALLOC"} | env
+    full = {k: v for k, v in os.environ.items() if k not in host_memory.ENV and k != host_memory.SWITCH} | env
     out = subprocess.run([sys.executable, "-c", PROBE], env=full, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_reexec_sets_the_settings_and_freed_blocks_come_back_without_faults():
+def test_opt_in_reexec_sets_the_settings_and_freed_blocks_come_back_without_faults():
     pages = (512 << 20) // 4096
-    on = _probe()
+    on = _probe(ICMA_MALLOC="1")
     assert on["env"] == host_memory.ENV
     assert on["faults"] < pages // 20, on  # the second 512 MB reuses the first's pages
-    off = _probe(ICMA_MALLOC="0")
-    assert off["env"] == {k: None for k in host_memory.ENV}
-    assert off["faults"] > pages // 2, off  # glibc's default: munmap on free, fault everything in again
+    for off in (_probe(), _probe(ICMA_MALLOC="0")):  # the default keeps glibc's own settings
+        assert off["env"] == {k: None for k in host_memory.ENV}
+        assert off["faults"] > pages // 2, off  # glibc's default: munmap on free, fault everything in again
