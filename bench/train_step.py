@@ -13,37 +13,39 @@ after a warm-up/compile step each; the medians are compared as real (non-padding
 faster of 1 and --threads threads (its OpenMP pool collapses when the cores are shared); the load average
 is printed.
 
+Peak memory: each side then runs alone (--memory-steps steps, the first compiling) in its own subprocess,
+under a wrapper process that reads the peak resident set of its one child with
+`resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`; the batch travels in a .npz file, so the torch side imports
+only torch/transformers/peft and ours only JAX (with the training job's `host_memory` settings). Our side also
+prints XLA's buffer accounting of the compiled step (arguments, temporaries) and its resident set before
+the first step.
+
 Usage: python bench/train_step.py [--data icma --batch 4 --length 512 --pack-length 768 --layers 30 --rounds 5]
 Prints `train step speedup vs transformers+peft: X` (target >= 1.5; packed rows when timed) and, with packing,
-the padded-rows figure too.
+the padded-rows figure too; then `peak memory vs transformers+peft: X` (ours / theirs, padded rows; packed
+rows on their own line).
 """
 
 import argparse
 import os
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
-from icma_jax import host_memory
-
-host_memory.retain_freed_memory()  # both sides run in this process, with the same allocator settings
-
-import flax.linen as nn  # noqa: E402
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from icma_jax.data.batching import Batch, loss_window
-from icma_jax.models.config import LMConfig
-from icma_jax.models.lora import LoraConfig, init_lora
-from icma_jax.models.transformer import build_model
-from icma_jax.training.optim import make_optimizer
-from icma_jax.training.sharding import make_mesh
-from icma_jax.training.state import count_params, create_state, replicated_sharding
-from icma_jax.training.step import StepConfig, device_put_batch, make_train_step
+from icma_jax import host_memory
+from icma_jax.data.batching import Batch
 
 SMOLLM2_135M = dict(vocab_size=49152, d_model=576, n_heads=9, n_kv_heads=3, head_dim=64, d_ff=1536,
                     max_positions=8192, norm_eps=1e-5, rope_theta=100000.0, tie_embeddings=True)
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# A wrapper process whose one child is the measured side: its RUSAGE_CHILDREN peak is that side's peak alone.
+MEASURE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+           "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
 def make_batch(b: int, length: int, vocab: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -100,8 +102,23 @@ def packed_batch(seqs: list, pack_length: int) -> Batch:
     return batch
 
 
-def jax_step(cfg: LMConfig, lora_cfg: LoraConfig, batch: Batch, lr: float):
+def jax_step(shape: dict, args: argparse.Namespace, batch: Batch, lr: float, report_memory: bool = False):
     """Our side: returns a zero-argument callable running one step and blocking on its loss."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    from icma_jax.data.batching import loss_window
+    from icma_jax.models.config import LMConfig
+    from icma_jax.models.lora import LoraConfig, init_lora
+    from icma_jax.models.transformer import build_model
+    from icma_jax.training.optim import make_optimizer
+    from icma_jax.training.sharding import make_mesh
+    from icma_jax.training.state import count_params, create_state, replicated_sharding
+    from icma_jax.training.step import StepConfig, device_put_batch, make_train_step
+
+    cfg = LMConfig(family="llama", **shape)
+    lora_cfg = LoraConfig.for_family("llama", rank=args.rank, alpha=args.alpha, dropout=args.dropout)
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
     module = build_model(cfg, lora_cfg)
     tok = jnp.zeros((1, 1), jnp.int32)
@@ -118,6 +135,17 @@ def jax_step(cfg: LMConfig, lora_cfg: LoraConfig, batch: Batch, lr: float):
     where = "the last" if batch.label_pos_BxW is None else "gathered"
     print(f"ours: {count_params(params) / 1e6:.1f}M base params, {count_params(lora) / 1e6:.2f}M LoRA params; "
           f"vocabulary head on {where} {batch.labels_BxL.shape[1]} of {batch.tokens_BxL.shape[1]} positions a row")
+    if report_memory:  # compile ahead of time (the one compilation) to read XLA's buffer accounting
+        rss_before = _rss_mib()
+        compiled = step_fn.lower(state, params, dev_batch, holder["rng"]).compile()
+        mem = compiled.memory_analysis()
+        mib = 1 << 20
+        print(f"ours, memory: resident {rss_before:.0f} MiB before compiling (runtime, base weights "
+              f"{count_params(params) * 4 / mib:.0f} MiB, LoRA state, batch); compiled step: arguments "
+              f"{mem.argument_size_in_bytes / mib:.0f} MiB, temporaries {mem.temp_size_in_bytes / mib:.0f} MiB "
+              f"(saved activations and the backward pass's buffers), outputs {mem.output_size_in_bytes / mib:.0f} "
+              f"MiB (aliased to the donated state); peak after compiling {_rss_mib():.0f} MiB")
+        step_fn = compiled
 
     def run() -> float:
         holder["state"], m = step_fn(holder["state"], params, dev_batch, holder["rng"])
@@ -126,7 +154,7 @@ def jax_step(cfg: LMConfig, lora_cfg: LoraConfig, batch: Batch, lr: float):
     return run
 
 
-def torch_step(cfg: LMConfig, lora_cfg: LoraConfig, batch: Batch, lr: float):
+def torch_step(shape: dict, args: argparse.Namespace, batch: Batch, lr: float):
     """transformers + PEFT: LlamaForCausalLM + get_peft_model, torch AdamW, clip_grad_norm_."""
     import peft
     import torch
@@ -134,13 +162,14 @@ def torch_step(cfg: LMConfig, lora_cfg: LoraConfig, batch: Batch, lr: float):
 
     torch.manual_seed(0)
     hf_cfg = transformers.LlamaConfig(
-        vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
-        num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_kv_heads,
-        head_dim=cfg.head_dim, max_position_embeddings=cfg.max_positions, rms_norm_eps=cfg.norm_eps,
-        rope_theta=cfg.rope_theta, tie_word_embeddings=cfg.tie_embeddings, attn_implementation="sdpa")
+        vocab_size=shape["vocab_size"], hidden_size=shape["d_model"], intermediate_size=shape["d_ff"],
+        num_hidden_layers=shape["n_layers"], num_attention_heads=shape["n_heads"],
+        num_key_value_heads=shape["n_kv_heads"], head_dim=shape["head_dim"],
+        max_position_embeddings=shape["max_positions"], rms_norm_eps=shape["norm_eps"],
+        rope_theta=shape["rope_theta"], tie_word_embeddings=shape["tie_embeddings"], attn_implementation="sdpa")
     model = transformers.LlamaForCausalLM(hf_cfg)
-    model = peft.get_peft_model(model, peft.LoraConfig(r=lora_cfg.rank, lora_alpha=lora_cfg.alpha,
-                                                       lora_dropout=lora_cfg.dropout, target_modules=list(TARGETS)))
+    model = peft.get_peft_model(model, peft.LoraConfig(r=args.rank, lora_alpha=args.alpha,
+                                                       lora_dropout=args.dropout, target_modules=list(TARGETS)))
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, betas=(0.9, 0.999),
                             eps=1e-8, weight_decay=0.0)
@@ -160,6 +189,57 @@ def torch_step(cfg: LMConfig, lora_cfg: LoraConfig, batch: Batch, lr: float):
     return run
 
 
+def _rss_mib() -> float:
+    """This process's peak resident set so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _save_batch(path: str, batch: Batch) -> None:
+    np.savez(path, **{k: v for k, v in batch._asdict().items() if v is not None})
+
+
+def _load_batch(path: str) -> Batch:
+    with np.load(path) as f:
+        return Batch(**{k: f[k] for k in f.files})
+
+
+def run_side(args: argparse.Namespace, shape: dict) -> None:
+    """`--side`: one side alone on the batch in --batch-file, --memory-steps steps (the first compiles)."""
+    batch = _load_batch(args.batch_file)
+    if args.side == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        run = torch_step(shape, args, batch, 1e-4)
+    else:
+        run = jax_step(shape, args, batch, 1e-4, report_memory=True)
+    for _ in range(args.memory_steps):
+        run()
+
+
+def measure_peaks(args: argparse.Namespace, batches: dict[str, Batch]) -> dict[str, float]:
+    """Peak resident MiB of each side run alone in its own subprocess (see the module docstring)."""
+    peaks = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for side, batch in batches.items():
+            path = os.path.join(tmp, f"{side}.npz")
+            _save_batch(path, batch)
+            side_cmd = [sys.executable, os.path.abspath(__file__), "--side", side, "--batch-file", path,
+                        "--layers", str(args.layers), "--rank", str(args.rank), "--alpha", str(args.alpha),
+                        "--dropout", str(args.dropout), "--memory-steps", str(args.memory_steps),
+                        "--threads", str(args.threads)]
+            out = subprocess.run([sys.executable, "-c", MEASURE, *side_cmd], capture_output=True, text=True)
+            if out.returncode:
+                raise RuntimeError(f"memory run of side {side!r} failed:\n{out.stdout}\n{out.stderr[-3000:]}")
+            lines = out.stdout.strip().splitlines()
+            for line in lines[:-1]:
+                if line.startswith("ours, memory"):
+                    print(line.replace("ours", f"{side}", 1))
+            peaks[side] = int(lines[-1].split()[-1]) / 1024
+            print(f"{side}: peak resident memory {peaks[side]:.0f} MiB ({args.memory_steps} steps alone)")
+    return peaks
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", choices=("icma", "synthetic"), default="icma")
@@ -176,24 +256,35 @@ def main() -> None:
                          "tokens (train.pack_length); 0 = do not")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--memory-steps", type=int, default=3,
+                    help="steps each side runs alone for the peak-memory figure; 0 = skip the memory runs")
+    ap.add_argument("--side", choices=("ours", "packed", "torch"), help=argparse.SUPPRESS)  # a memory run
+    ap.add_argument("--batch-file", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
+    shape = dict(SMOLLM2_135M, n_layers=args.layers)
+    if args.side == "torch":  # the original's process: default allocator, no JAX
+        return run_side(args, shape)
+    host_memory.retain_freed_memory()  # the training job's allocator settings (both sides when timed together)
+    if args.side:
+        return run_side(args, shape)
+
+    import jax
     import torch
 
     torch.set_num_threads(args.threads)
-    cfg = LMConfig(family="llama", n_layers=args.layers, **SMOLLM2_135M)
-    lora_cfg = LoraConfig.for_family("llama", rank=args.rank, alpha=args.alpha, dropout=args.dropout)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; model SmolLM2-135M shape, {args.layers} layers; "
           f"batch {args.batch} x {args.length} tokens ({args.data})")
     seqs = None
     if args.data == "icma":
         batch, seqs = icma_batch(args.batch, args.length, args.data_dir)
     else:
-        batch = Batch(*make_batch(args.batch, args.length, cfg.vocab_size))
-    sides = {"ours": jax_step(cfg, lora_cfg, batch, 1e-4)}
-    if seqs is not None and args.pack_length:
-        sides["ours, packed"] = jax_step(cfg, lora_cfg, packed_batch(seqs, args.pack_length), 1e-4)
-    sides["transformers+peft"] = torch_step(cfg, lora_cfg, batch, 1e-4)
+        batch = Batch(*make_batch(args.batch, args.length, shape["vocab_size"]))
+    packed = packed_batch(seqs, args.pack_length) if seqs is not None and args.pack_length else None
+    sides = {"ours": jax_step(shape, args, batch, 1e-4)}
+    if packed is not None:
+        sides["ours, packed"] = jax_step(shape, args, packed, 1e-4)
+    sides["transformers+peft"] = torch_step(shape, args, batch, 1e-4)
     for name, run in sides.items():  # warm up (JAX compiles on its first call), then one more untimed step
         t0 = time.perf_counter()
         loss = run()
@@ -231,6 +322,16 @@ def main() -> None:
               f"train.pack_length={args.pack_length})")
     else:
         print(f"train step speedup vs transformers+peft: {tps['ours'] / torch_tps:.2f}")
+    if args.memory_steps:
+        del sides  # free this process's models before the memory runs start theirs
+        torch.set_num_threads(args.threads)
+        runs = {"ours": batch, "torch": batch, **({"packed": packed} if packed is not None else {})}
+        peaks = measure_peaks(args, runs)
+        if "packed" in peaks:
+            print(f"packed rows: peak memory ours / transformers+peft {peaks['packed'] / peaks['torch']:.2f} "
+                  f"(train.pack_length={args.pack_length})")
+        print(f"peak memory vs transformers+peft: {peaks['ours'] / peaks['torch']:.2f} (padded rows, "
+              f"{peaks['ours']:.0f} / {peaks['torch']:.0f} MiB)")
 
 
 if __name__ == "__main__":
