@@ -157,17 +157,39 @@ def test_loss_decreases_on_tiny_overfit_set(tiny_lm, mode):
     assert history[0]["lr"] == 0.0 and history[1]["lr"] > 0.0  # HF warm-up: the first update uses lr 0
 
 
-def test_only_trainable_tree_changes_and_dropout_key_depends_on_step(tiny_lm):
+def test_only_trainable_tree_changes_and_dropout_is_applied(tiny_lm):
     module, params, lora = tiny_lm
     batch = make_batch(1, 4, 12)
     state, history, _ = _run(module, params, lora, [batch] * 3, mesh_of(1, 1), StepConfig(mode="lora", dropout=True))
     assert jax.tree.structure(state.trainable) == jax.tree.structure(lora)
     assert not np.allclose(state.trainable["q"]["b"], lora["q"]["b"])
-    # steps 1 and 2 see the same batch with the same lr-free state? no: use the loss of a repeated step instead
     again, history2, _ = _run(module, params, lora, [batch] * 3, mesh_of(1, 1), StepConfig(mode="lora", dropout=True))
     np.testing.assert_array_equal([h["loss"] for h in history], [h["loss"] for h in history2])  # deterministic
     nodrop, history3, _ = _run(module, params, lora, [batch] * 3, mesh_of(1, 1), StepConfig(mode="lora", dropout=False))
     assert history3[0]["loss"] != history[0]["loss"]  # dropout is really applied while training
+
+
+def test_dropout_masks_differ_across_steps_and_micro_batches(tiny_lm):
+    """Each (step, micro-batch) draws its own dropout key; a rerun draws the same keys again."""
+    module, params, lora = tiny_lm
+    steps, k = 3, 2
+
+    def keys_of_a_run():
+        seen = set()
+
+        def recording_apply(variables, *args, rngs, **kwargs):
+            jax.debug.callback(lambda key: seen.add(np.asarray(key).tobytes()), jax.random.key_data(rngs["dropout"]))
+            return module.apply(variables, *args, rngs=rngs, **kwargs)
+
+        tx = optax.sgd(0.0)  # the state never changes: only the dropout draw can move the loss
+        _, history, _ = _run(module, params, lora, [make_batch(1, 4, 12)] * steps, mesh_of(1, 1),
+                             StepConfig(mode="lora", accum_steps=k, dropout=True), apply_fn=recording_apply, tx=tx)
+        return seen, [float(h["loss"]) for h in history]
+
+    keys, losses = keys_of_a_run()
+    assert len(keys) == steps * k, f"{len(keys)} distinct dropout keys over {steps} steps x {k} micro-batches"
+    assert len(set(losses)) == steps, f"the same batch on an unchanged state gave equal losses {losses}"
+    assert keys_of_a_run() == (keys, losses)
 
 
 def test_bf16_compute_keeps_fp32_state_and_is_close(tiny_lm):
