@@ -84,4 +84,5 @@ def test_keep_mask_is_fair_and_independent():
     assert abs(np.corrcoef(m1[:-1].ravel(), m1[1:].ravel())[0, 1]) < 0.01
     assert abs(np.corrcoef(m1[:, :-1].ravel(), m1[:, 1:].ravel())[0, 1]) < 0.01
     assert np.asarray(keep_mask(seeds[0], 8, 8, 0.0)).all()
-    np.testing.assert_array_equal(keep_mask(seeds[0], 16, 8, 0.5)[4:12], keep_mask(seeds[0], 16, 8, 0.5)[4:12])
+    # a function of each element's global (row, column): a bigger mask extends a smaller one (sharding-invariant)
+    np.testing.assert_array_equal(keep_mask(seeds[0], 16, 8, 0.5)[:8, :4], keep_mask(seeds[0], 8, 4, 0.5))
