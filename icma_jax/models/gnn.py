@@ -89,7 +89,10 @@ _PREFIXES = ("module.", "gnn.", "model.", "encoder.")
 
 
 def _torch_state_dict(path: pathlib.Path) -> dict[str, np.ndarray]:
-    import torch  # noqa: PLC0415  (only needed to read the file)
+    try:
+        import torch  # noqa: PLC0415  (only needed to read the file)
+    except ImportError:
+        raise RuntimeError(f"{path}: reading a PyTorch state_dict needs torch: pip install 'icma-jax[torch]'") from None
 
     obj = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):

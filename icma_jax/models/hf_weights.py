@@ -75,8 +75,8 @@ class TorchBinSource:
         try:
             import torch
         except ImportError:
-            raise RuntimeError(f"{path}: reading pytorch_model.bin needs torch (pip install torch); "
-                               "or convert the checkpoint to safetensors") from None
+            raise RuntimeError(f"{path}: reading pytorch_model.bin needs torch: pip install 'icma-jax[torch]' "
+                               "(or convert the checkpoint to safetensors)") from None
         self.where = str(path)
         self._sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
 
