@@ -20,6 +20,7 @@ PyTree = Any
 ApplyFn = Callable[..., jax.Array]  # module.apply(variables, tokens_BxL, mask_BxL, deterministic=, rngs=)
 BATCH_AXES = ("data", "fsdp")  # batch rows are split over both mesh axes (FSDP is data parallel too)
 IGNORE = -100
+LOSS_NORMALIZATIONS = ("token_mean", "micro_mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,10 +31,16 @@ class StepConfig:
     accum_steps: int = 1  # micro-batches per update; the loss is a token mean over all of them
     compute_dtype: str | None = None  # e.g. "bfloat16": cast params for the forward; grads/opt stay fp32
     dropout: bool = True  # apply the model's dropout (deterministic=False) while training
+    # token_mean: summed NLL / label tokens of the whole batch (transformers >= 4.46); micro_mean: the mean of
+    # each micro-batch's token mean (transformers <= 4.45, which the original ICMA release trained with)
+    loss_normalization: str = "token_mean"
 
     def __post_init__(self) -> None:
         if self.mode not in ("lora", "full"):
             raise ValueError(f"StepConfig.mode must be 'lora' or 'full', got {self.mode!r}")
+        if self.loss_normalization not in LOSS_NORMALIZATIONS:
+            raise ValueError(f"StepConfig.loss_normalization must be one of {LOSS_NORMALIZATIONS}, "
+                             f"got {self.loss_normalization!r}")
         if self.accum_steps < 1:
             raise ValueError(f"StepConfig.accum_steps must be >= 1, got {self.accum_steps}")
         if self.compute_dtype is not None:
@@ -113,8 +120,10 @@ def train_step(
     mesh: Mesh | None = None,
     trainable_sharding: PyTree | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One update on a global batch: K micro-batches scanned, gradients of the summed NLL / total label tokens."""
+    """One update on a global batch: K micro-batches scanned, gradients of the summed NLL / total label tokens
+    (`micro_mean`: each micro-batch's NLL over its own label tokens, then / K)."""
     k = config.accum_steps
+    micro_mean = config.loss_normalization == "micro_mean" and k > 1
     step_key = jax.random.fold_in(rng, state.step)
     grad_fn = jax.value_and_grad(functools.partial(_loss_sums, apply_fn=apply_fn, config=config), has_aux=True)
     # keep gradient sums in the parameters' sharding (FSDP: reduce-scattered, never a full replica in the loop)
@@ -131,13 +140,16 @@ def train_step(
             grads_acc, nll_acc, n_acc = carry
             i, mb = xs
             (nll, n), grads = grad_fn(state.trainable, base, mb, jax.random.fold_in(step_key, i))
+            if micro_mean:  # this micro-batch's token mean
+                w = 1.0 / jnp.maximum(n, 1).astype(jnp.float32)
+                grads, nll = jax.tree.map(lambda g: g * w, grads), nll * w
             return (constrain(jax.tree.map(jnp.add, grads_acc, grads)), nll_acc + nll, n_acc + n), None
 
         zeros = constrain(jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.trainable))
         init = (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
         (grad_sums, nll_sum, n_tokens), _ = jax.lax.scan(accumulate, init, (jnp.arange(k), micro))
 
-    denom = jnp.maximum(n_tokens, 1).astype(jnp.float32)
+    denom = jnp.float32(k) if micro_mean else jnp.maximum(n_tokens, 1).astype(jnp.float32)
     grads = jax.tree.map(lambda g, p: (g / denom).astype(p.dtype), grad_sums, state.trainable)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
     new_state = TrainState(step=state.step + 1, trainable=optax.apply_updates(state.trainable, updates), opt_state=opt_state)
