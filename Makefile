@@ -44,7 +44,7 @@ demo: install
 	ICMA_DATA_DIR=$(DATA_DIR) $(PY) train.py --config $(DEMO_CONFIG) --workdir $(WORKDIR)
 
 test: install-test
-	XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu $(PY) -m pytest -q
+	ICMA_REQUIRE_REFERENCE=1 XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu $(PY) -m pytest -q
 
 clean-venv:
 	rm -rf $(VENV)

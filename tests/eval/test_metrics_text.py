@@ -4,6 +4,7 @@ import math
 import pathlib
 
 import pytest
+import reference_deps
 from metrics_support import chebi  # noqa: F401  (fixture)
 
 from icma_jax.eval import wordpiece
@@ -128,7 +129,8 @@ def test_wordnet_from_a_debian_style_folder_is_copied_with_lexnames(tmp_path: pa
     from icma_jax.eval import wordnet
 
     if wordnet._missing(wordnet.DEBIAN_DIR):
-        pytest.skip("Debian's wordnet-base/wordnet-sense-index are not installed here (nltk's corpus is used)")
+        reference_deps.missing(f"Debian's WordNet is not in {wordnet.DEBIAN_DIR}: apt-get install wordnet-base "
+                               "wordnet-sense-index (make install-test)")
     monkeypatch.setenv("ICMA_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(wordnet.nltk.data, "path", list(wordnet.nltk.data.path))  # our root is appended: undo after
     reader = wordnet.load_wordnet.__wrapped__(str(wordnet.DEBIAN_DIR))  # uncached: build the copy in tmp_path

@@ -9,6 +9,8 @@ from icma_jax.data.graphs import batch_graphs, budget_for, featurize
 from icma_jax.models import gnn
 
 torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.torch
 nn_t = torch.nn
 
 SMILES = ["CCO", "c1ccccc1C(=O)O", "N[C@@H](C)C(=O)O", "C/C=C/Cl", "[Na+].[Cl-]", "C#N"]

@@ -102,7 +102,11 @@ def test_indivisible_axes_are_replicated(hf):
     assert sh["embed_tokens"]["embedding"].spec == jax.sharding.PartitionSpec(None, "fsdp")
 
 
-def test_resolve_model_errors(tmp_path):
+def test_resolve_model_errors(tmp_path, monkeypatch):
+    from huggingface_hub import constants as hf_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # an empty cache and no hub, whatever this machine has cached
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     with pytest.raises(FileNotFoundError, match="no config.json"):
         resolve_model(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="known model"):

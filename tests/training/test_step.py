@@ -47,6 +47,7 @@ def _sgd() -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.5))
 
 
+@pytest.mark.torch
 def test_loss_matches_torch_shifted_cross_entropy():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(0)
