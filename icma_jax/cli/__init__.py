@@ -15,7 +15,6 @@ COMMANDS = (
     "export",
     "retrieve",
     "train_encoder",
-    "launch",
     "report",
 )
 
