@@ -3,7 +3,8 @@
   python train.py --config configs/icma.py:model=galactica-125m,task=mol2cap --workdir runs/g125m-m2c
   python train.py --config configs/demo.py --workdir runs/demo --config.train.max_steps=8
 
-Re-running the same command resumes from the latest checkpoint in --workdir. Everything else lives in
+Re-running the same command resumes from the latest checkpoint in --workdir. A user error (unknown key,
+bad value, missing file, non-finite loss) is one line and exit status 2. Everything else lives in
 icma_jax.training.loop.train_and_evaluate (importable from a notebook).
 """
 
@@ -11,22 +12,9 @@ from icma_jax import host_memory
 
 host_memory.retain_freed_memory()  # before anything allocates: see icma_jax/host_memory.py
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+import sys  # noqa: E402
 
-from icma_jax.training import loop  # noqa: E402
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "config file: path/to/config.py[:arg]", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "run directory: config, checkpoints, metrics, predictions")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)  # library INFO chatter (Orbax, XLA) off; progress is printed
-    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-
+from icma_jax.cli.train import main  # noqa: E402
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main(sys.argv[1:], prog="train.py"))

@@ -13,12 +13,12 @@ Measured (32 test molecules, greedy, SciBERT wordpieces): in-context BLEU-2/4 0.
 0.455/0.292/0.400, METEOR 0.315; zero-shot BLEU-2/4 0.010/0.000, ROUGE-L 0.018, METEOR 0.019.
 """
 
-from configs import common
+from icma_jax.config import default_config_dict, parse_arg
 
 
 def get_config(arg: str | None = None):
-    a = common.parse_arg(arg, task="mol2cap", steps=24, test=32)
-    c = common.base()
+    a = parse_arg(arg, task="mol2cap", steps=24, test=32)
+    c = default_config_dict()
     c.data.dataset, c.data.task = "chebi20", a.task
     c.data.database_split, c.data.train_split, c.data.test_split = "validation", "validation", "test"
     c.data.train_limit, c.data.test_limit = 4 * a.steps, a.test
@@ -29,7 +29,7 @@ def get_config(arg: str | None = None):
     c.model.lora_rank, c.model.lora_alpha, c.model.lora_dropout = 16, 32.0, 0.0
     c.train.lr, c.train.warmup_steps, c.train.epochs, c.train.max_steps = 2e-3, 2, 0, a.steps
     c.train.batch_size, c.train.grad_accum, c.train.buckets = 4, 1, (256, 384, 512)
-    c.train.log_every, c.train.checkpoint_every = 1, 8
+    c.train.checkpoint_every = 8
     c.eval.decoding, c.eval.max_new_tokens, c.eval.batch_size = "greedy", 64, 8
     c.eval.zero_shot_baseline = True
     return c

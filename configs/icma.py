@@ -16,7 +16,7 @@ Expected (paper, ChEBI-20 test, Mistral-7B): Mol2Cap BLEU-4 0.581, METEOR 0.661;
 validity 0.958.
 """
 
-from configs import common
+from icma_jax.config import default_config_dict, parse_arg
 
 MODELS = {
     # name: (finetune, lr, gradient-accumulation micro-batches per step of 32, compute dtype)
@@ -34,11 +34,11 @@ HUB_IDS = {
 
 
 def get_config(arg: str | None = None):
-    a = common.parse_arg(arg, model="galactica-125m", task="mol2cap", dataset="chebi20")
+    a = parse_arg(arg, model="galactica-125m", task="mol2cap", dataset="chebi20")
     if a.model not in MODELS:
         raise ValueError(f"unknown preset model {a.model!r}; choose one of {', '.join(MODELS)}")
     finetune, lr, grad_accum, compute_dtype = MODELS[a.model]
-    c = common.base()
+    c = default_config_dict()
     c.data.dataset, c.data.task = a.dataset, a.task
     c.model.name, c.model.finetune = HUB_IDS[a.model], finetune
     c.model.lora_rank, c.model.lora_alpha, c.model.lora_dropout = 32, 64.0, 0.1
@@ -51,6 +51,6 @@ def get_config(arg: str | None = None):
     c.prompt.cutoff_len = 2048
     c.train.lr, c.train.batch_size, c.train.grad_accum = lr, 32, grad_accum
     c.train.warmup_steps, c.train.epochs, c.train.seed = 1000, 10, 42
-    c.train.checkpoint_every, c.train.log_every = 500, 10
+    c.train.checkpoint_every = 500
     c.eval.decoding = "sample"
     return c

@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import sys
 
 import pytest
 
@@ -83,3 +84,46 @@ def test_paper_presets_match_the_spec():
         load("modle=x")
     with pytest.raises(ValueError, match="unknown preset model"):
         load("model=gpt2")
+
+
+def test_misspelt_keys_suggest_the_declared_one():
+    d = cfg_lib.default_config_dict().to_dict()
+    d["train"]["lr_typo"] = 1e-4
+    with pytest.raises(ValueError, match=r"unknown config key train\.lr_typo \(did you mean train\.lr\?\)"):
+        cfg_lib.from_config_dict(d)
+    with pytest.raises(ValueError, match=r"unknown config key trian \(did you mean train\?\)"):
+        cfg_lib.from_config_dict({"trian": {}})
+    assert "train.log_every" not in cfg_lib.declared_keys()  # removed: nothing read it
+
+
+@pytest.mark.parametrize("old,new", [("graph", "gnn"), ("rdkit_path", "pathfp")])
+def test_old_retrieval_spellings_name_the_new_one(old, new):
+    d = cfg_lib.default_config_dict().to_dict()
+    d["retrieval"]["method"] = old
+    with pytest.raises(ValueError, match=f"retrieval.method='{old}' is now spelled '{new}'"):
+        cfg_lib.from_config_dict(d)
+    d["retrieval"]["method"] = new
+    assert cfg_lib.from_config_dict(d).retrieval.method == new
+
+
+@pytest.mark.parametrize("group,key,sentinel,meaning", [
+    ("data", "train_limit", 0, "all rows"), ("data", "data_dir", "", "ICMA_DATA_DIR"),
+    ("train", "max_steps", 0, "epochs"), ("train", "pack_length", 0, "no packing"),
+    ("train", "eval_every", 0, "no periodic evaluation"), ("model", "path", "", "default source"),
+    ("retrieval", "encoder_path", "", "no GIN"), ("eval", "repetition_penalty", 0.0, "paper"),
+])
+def test_unset_is_none_and_old_sentinels_are_refused(group, key, sentinel, meaning):
+    d = cfg_lib.default_config_dict().to_dict()
+    assert d[group][key] is None and getattr(cfg_lib.Config(), group).__dict__[key] is None
+    d[group][key] = sentinel
+    with pytest.raises(ValueError, match=f"{group}.{key}.*{meaning}"):
+        cfg_lib.from_config_dict(d)
+
+
+def test_config_files_load_without_sys_path_edits():
+    before = list(sys.path)
+    c = cfg_lib.load_config_file(f"{CONFIGS / 'tiny.py'}:steps=3")
+    assert sys.path == before and c.train.max_steps == 3
+    assert not (CONFIGS / "common.py").exists()
+    with pytest.raises(ValueError, match="unknown config argument 'step'; did you mean 'steps'"):
+        cfg_lib.load_config_file(f"{CONFIGS / 'tiny.py'}:step=3")

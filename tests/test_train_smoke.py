@@ -14,6 +14,7 @@ import time
 import pytest
 
 from icma_jax import config as cfg_lib
+from icma_jax.cli import train as cli_train
 from icma_jax.training import loop
 from icma_jax.training.checkpoint import Checkpointer
 from icma_jax.training.run_log import read_losses
@@ -137,12 +138,13 @@ def test_other_config_in_same_workdir_is_refused(full_run, shared_data, monkeypa
         loop.train_and_evaluate(_tiny(train__max_steps=STEPS, train__lr=1e-2), full_run)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, shared_data, monkeypatch):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, shared_data, monkeypatch, capsys):
     monkeypatch.setenv("ICMA_DATA_DIR", str(shared_data))
-    cfg = _tiny(train__lr=1e30, train__warmup_steps=0, train__max_steps=4, train__checkpoint_every=1,
-                train__clip_norm=1e30)
-    with pytest.raises(FloatingPointError, match="non-finite training metrics at step"):
-        loop.train_and_evaluate(cfg, tmp_path)
+    flags = dict(lr=1e30, warmup_steps=0, max_steps=4, checkpoint_every=1, clip_norm=1e30, eval_every=4, eval_subset=2)
+    rc = cli_train.main([f"--config={TINY}", f"--workdir={tmp_path}", *(f"--config.train.{k}={v}" for k, v in
+                                                                          flags.items())], prog="train.py")
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # above it: the progress bar
+    assert rc == 2 and last.startswith("train.py: error: non-finite training metrics at step"), last
     losses = read_losses(tmp_path)
     ckpt = Checkpointer(tmp_path / "checkpoints")
     assert ckpt.latest_step() == max(losses) >= 1  # every kept checkpoint had a finite loss

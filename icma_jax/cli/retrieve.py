@@ -10,14 +10,14 @@ import time
 
 from icma_jax.data.records import load_split
 from icma_jax.retrieval.index import write_neighbours_jsonl, write_neighbours_tsv
-from icma_jax.retrieval.retrieve import ALIASES, METHODS, retrieve
+from icma_jax.retrieval.retrieve import METHODS, retrieve
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retrieve", help="build neighbour files (BM25, fingerprints, GIN, random)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=("mol2cap", "cap2mol"), required=True)
-    p.add_argument("--method", choices=METHODS + tuple(ALIASES), required=True,
+    p.add_argument("--method", choices=METHODS, required=True,
                    help="bm25 (captions, cap2mol); pathfp = the original's 'morgan' (RDKit path FP), morgan "
                         "(radius 2, 2048 bits), gnn (needs --encoder), random (seeded)")
     p.add_argument("--database", required=True, help="CID/SMILES/description TSV searched (the training split)")

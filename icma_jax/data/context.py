@@ -16,12 +16,13 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from icma_jax.config import Config, DataConfig, SelectionConfig
+from icma_jax.config import Config, DataConfig
 from icma_jax.data import prompts
 from icma_jax.data.prompts import Encoded, Pair, PromptReport
 from icma_jax.data.records import Split
 from icma_jax.data.sources import load_dataset_split
-from icma_jax.retrieval import Neighbours, read_neighbours_jsonl, retrieve, select, write_neighbours_jsonl
+from icma_jax.retrieval import (Neighbours, SelectionConfig, read_neighbours_jsonl, retrieve, select,
+                                write_neighbours_jsonl)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,11 +35,11 @@ class Splits:
     valid: Split | None = None  # periodic-evaluation queries (None when train.eval_every is 0)
 
 
-def _slice(split: Split, start: int, limit: int, what: str) -> Split:
+def _slice(split: Split, start: int, limit: int | None, what: str) -> Split:
     if start >= len(split) and len(split):
         raise ValueError(f"config field data.{what}_start={start} is past the end of {split.name} "
                          f"({len(split)} rows)")
-    stop = len(split) if limit == 0 else min(len(split), start + limit)
+    stop = len(split) if limit is None else min(len(split), start + limit)
     return split.select(range(start, stop))
 
 
@@ -49,7 +50,7 @@ def load_splits(cfg: DataConfig, valid_rows: int = 0) -> Splits:
 
     def get(name: str) -> Split:
         if name not in cache:
-            cache[name] = load_dataset_split(cfg.dataset, name, cfg.data_dir or None, strict=cfg.strict)
+            cache[name] = load_dataset_split(cfg.dataset, name, cfg.data_dir, strict=cfg.strict)
         return cache[name]
 
     return Splits(database=_slice(get(cfg.database_split), 0, cfg.database_limit, "database"),
@@ -58,15 +59,21 @@ def load_splits(cfg: DataConfig, valid_rows: int = 0) -> Splits:
                   valid=_slice(get(cfg.valid_split), 0, valid_rows, "valid") if valid_rows else None)
 
 
-def select_examples(neighbours: Sequence[np.ndarray], cfg: SelectionConfig, seed: int, epoch: int = 0
+def selection_config(cfg: Config, seed: int) -> SelectionConfig:
+    """The run's `selection.*` keys as the retrieval library's config, seeded with `seed`."""
+    s = cfg.selection
+    return SelectionConfig(n_examples=s.n_examples, strategy=s.strategy, p_skip=s.p_skip, offset=s.offset,
+                           reverse=s.reverse, seed=seed)
+
+
+def select_examples(neighbours: Sequence[np.ndarray], selection: SelectionConfig, draw: int = 0
                     ) -> list[np.ndarray]:
     """Per query the chosen database positions, most similar first (reversal is applied in the prompt).
 
-    Seeded per (seed, epoch, query index) — the scheme of `retrieval.select_all` — so selections are
-    recomputed identically after a restart; epoch is 0 unless `resample_each_epoch`.
+    Seeded per (selection.seed, draw, query index) — the scheme of `retrieval.select_all` — so selections
+    are recomputed identically after a restart; the run draws 0 unless `selection.resample_each_epoch`.
     """
-    draw = epoch if cfg.resample_each_epoch else 0
-    return [np.asarray(select(cand, cfg, np.random.default_rng([seed, draw, qi])), np.int64)
+    return [np.asarray(select(cand, selection, np.random.default_rng([selection.seed, draw, qi])), np.int64)
             for qi, cand in enumerate(neighbours)]
 
 
@@ -106,7 +113,7 @@ def resolve_method(cfg: Config) -> str:
         return cfg.retrieval.method
     if cfg.data.task == "cap2mol":
         return "bm25"
-    return "graph" if cfg.retrieval.encoder_path else "morgan"
+    return "gnn" if cfg.retrieval.encoder_path else "morgan"
 
 
 def _positions(nb: Neighbours, queries: Split, database: Split, path: pathlib.Path) -> list[np.ndarray]:
@@ -141,7 +148,7 @@ def neighbours_for_run(cfg: Config, splits: Splits, workdir: pathlib.Path) -> Ru
         else:
             nb = retrieve(cfg.data.task, resolve_method(cfg), splits.database, queries,
                           k=cfg.retrieval.num_candidates, exclude_self=queries.path == splits.database.path,
-                          encoder=cfg.retrieval.encoder_path or None, seed=cfg.train.seed)
+                          encoder=cfg.retrieval.encoder_path, seed=cfg.train.seed)
             if jax.process_index() == 0:
                 folder.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(path.name + ".tmp")

@@ -17,7 +17,7 @@ import numpy as np
 from icma_jax.config import Config
 from icma_jax.data import prompts
 from icma_jax.data.batching import pad_prompts
-from icma_jax.data.context import pairs, select_examples
+from icma_jax.data.context import pairs, select_examples, selection_config
 from icma_jax.data.records import Split
 from icma_jax.data.prompts import PromptReport
 from icma_jax.eval import metrics as metrics_lib
@@ -30,7 +30,7 @@ def _prompt_ids(cfg: Config, database: Split, queries: Split, neighbours, tokeni
     """Inference prompts for `queries` (examples selected as in training, seeded apart)."""
     db, queries = pairs(database), pairs(queries)
     chosen = ([[] for _ in queries] if zero_shot
-              else select_examples(neighbours[:len(queries)], cfg.selection, cfg.train.seed + 1))
+              else select_examples(neighbours[:len(queries)], selection_config(cfg, cfg.train.seed + 1)))
     tokenize = prompts.tokenize_fn(tokenizer)
     report, out = PromptReport(), []
     for q, rows in zip(queries, chosen):

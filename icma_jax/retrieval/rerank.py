@@ -49,10 +49,10 @@ def _random_walk(n_cand: int, n: int, p_skip: float, rng: np.random.Generator) -
     return chosen
 
 
-def select(candidates: Sequence[int] | np.ndarray, config, rng: np.random.Generator | None = None) -> np.ndarray:
+def select(candidates: Sequence[int] | np.ndarray, config: SelectionConfig, rng: np.random.Generator | None = None
+           ) -> np.ndarray:
     """The chosen candidates (a subsequence of `candidates`, rank order, most similar first).
 
-    `config` is a `SelectionConfig` or anything with the same fields (e.g. `icma_jax.config.SelectionConfig`).
     With fewer than offset + n candidates, all those after the offset are taken (fewer examples).
     """
     cand = np.asarray(candidates)

@@ -13,7 +13,6 @@ from icma_jax.retrieval import bm25, fingerprints
 from icma_jax.retrieval.index import Neighbours, from_positions
 
 METHODS = ("bm25", "pathfp", "morgan", "gnn", "random")
-ALIASES = {"graph": "gnn", "rdkit_path": "pathfp"}  # names used by icma_jax.config
 _TASK_METHODS = {"cap2mol": ("bm25", "random"), "mol2cap": ("pathfp", "morgan", "gnn", "random")}
 
 
@@ -56,7 +55,6 @@ def retrieve(task: str, method: str, database: Split, queries: Split, k: int = 1
     Queries whose SMILES does not parse get no neighbours (listed in `invalid_queries`); invalid
     database molecules are never returned; both are counted in `notes`.
     """
-    method = ALIASES.get(method, method)
     if method not in METHODS:
         raise ValueError(f"retrieval method {method!r} is not one of {METHODS}")
     if task not in _TASK_METHODS:

@@ -56,6 +56,11 @@ def _write_config(workdir: pathlib.Path, cfg: Config) -> None:
     path, new = workdir / "config.json", config_lib.to_dict(cfg)
     if path.is_file():
         old = json.loads(path.read_text())
+        try:
+            config_lib.from_config_dict(old)
+        except ValueError as e:  # e.g. a key removed or a value respelled since the run began
+            raise ValueError(f"{path} was written in older config spellings and cannot be resumed ({e}); "
+                             "use a new --workdir") from None
         if json.loads(json.dumps(new)) != old:
             diff = sorted(f"{g}.{k}" for g in new for k in new[g] if old.get(g, {}).get(k) != json.loads(
                 json.dumps(new[g][k])))
@@ -71,7 +76,7 @@ def _check_fits(cfg: Config, lm_config, mesh, n_seqs: int, total_steps: int) -> 
     if lm_config.max_positions < need:
         raise ValueError(f"model {cfg.model.name} has {lm_config.max_positions} positions but "
                          f"prompt.cutoff_len / train.buckets need {need}: lower --config.prompt.cutoff_len")
-    if 0 < cfg.train.pack_length < cfg.prompt.cutoff_len:
+    if cfg.train.pack_length is not None and cfg.train.pack_length < cfg.prompt.cutoff_len:
         raise ValueError(f"train.pack_length={cfg.train.pack_length} is shorter than prompt.cutoff_len="
                          f"{cfg.prompt.cutoff_len}: a sequence would not fit a packed row")
     split = cfg.train.grad_accum * mesh.shape["data"] * mesh.shape["fsdp"]
@@ -111,7 +116,7 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     iterator = BatchIterator(seqs, batch_size=cfg.train.batch_size, buckets=cfg.train.buckets, pad_id=pad_id,
                              seed=cfg.train.seed, seqs_for_epoch=(lambda e: seqs_for_epoch(e)[0])
-                             if cfg.selection.resample_each_epoch else None, pack_length=cfg.train.pack_length)
+                             if cfg.selection.resample_each_epoch else None, pack_length=cfg.train.pack_length or 0)
     total = cfg.train.max_steps or cfg.train.epochs * iterator.batches_per_epoch
     _check_fits(cfg, lm_config, mesh, len(seqs), total)
     layout = (f"packed into rows of {cfg.train.pack_length}" if cfg.train.pack_length
@@ -189,12 +194,13 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
 def _sequences(cfg: Config, splits: context.Splits, neighbours: list[np.ndarray], tokenizer):
     """epoch -> (training sequences, truncation report); selections are seeded by (seed, epoch)."""
     cache: dict[int, tuple] = {}
+    selection = context.selection_config(cfg, cfg.train.seed)
 
     def for_epoch(epoch: int):
         key = epoch if cfg.selection.resample_each_epoch else 0
         if key not in cache:
             chosen = ([np.zeros(0, np.int64)] * len(splits.train) if cfg.prompt.zero_shot
-                      else context.select_examples(neighbours, cfg.selection, cfg.train.seed, key))
+                      else context.select_examples(neighbours, selection, key))
             cache.clear()
             cache[key] = context.training_sequences(cfg, splits, chosen, tokenizer)
         return cache[key]

@@ -28,8 +28,9 @@ def test_splits_neighbours_and_selection(shared_data, tmp_path):
         assert len(pos) == 4 and q not in pos  # train query q is database row q: excluded
     again = context.neighbours_for_run(cfg, splits, tmp_path)  # read back from the cache, by query row
     assert all(np.array_equal(a, b) for a, b in zip(nb.train + nb.test, again.train + again.test))
-    chosen = context.select_examples(nb.train, cfg.selection, seed=3)
-    assert all(np.array_equal(a, b) for a, b in zip(chosen, context.select_examples(nb.train, cfg.selection, seed=3)))
+    selection = context.selection_config(cfg, seed=3)
+    chosen = context.select_examples(nb.train, selection)
+    assert all(np.array_equal(a, b) for a, b in zip(chosen, context.select_examples(nb.train, selection)))
     assert all(len(c) == 2 and set(c) <= set(p) for c, p in zip(chosen, nb.train))
     ranks = [list(p).index(c[0]) < list(p).index(c[1]) for c, p in zip(chosen, nb.train)]
     assert all(ranks)  # most similar first; reversal happens in the prompt

@@ -52,7 +52,7 @@ def test_method_task_and_argument_errors(small):
     with pytest.raises(ValueError, match="not one of"):
         retrieve("mol2cap", "ecfp", small, small)
     with pytest.raises(ValueError, match="needs an encoder"):
-        retrieve("mol2cap", "graph", small, small)  # config alias of gnn
+        retrieve("mol2cap", "gnn", small, small)
     with pytest.raises(ValueError, match="k must be"):
         retrieve("cap2mol", "bm25", small, small, k=0)
 
