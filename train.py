@@ -5,7 +5,7 @@
 
 Re-running the same command resumes from the latest checkpoint in --workdir. A user error (unknown key,
 bad value, missing file, non-finite loss) is one line and exit status 2. Everything else lives in
-icma_jax.training.loop.train_and_evaluate (importable from a notebook).
+icma_jax.run (`from icma_jax.run import train_and_evaluate` in a notebook).
 """
 
 from icma_jax import host_memory

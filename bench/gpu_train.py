@@ -32,7 +32,7 @@ from icma_jax.models.config import LMConfig, config_from_hf
 from icma_jax.models.lora import LoraConfig, init_lora
 from icma_jax.models.transformer import abstract_variables, build_model
 from icma_jax.training.optim import make_optimizer
-from icma_jax.training.sharding import make_mesh, param_shardings
+from icma_jax.sharding import make_mesh, param_shardings
 from icma_jax.training.state import count_params, create_state, replicated_sharding
 from icma_jax.training.step import StepConfig, device_put_batch, make_train_step
 

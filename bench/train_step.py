@@ -113,7 +113,7 @@ def jax_step(shape: dict, args: argparse.Namespace, batch: Batch, lr: float, rep
     from icma_jax.models.lora import LoraConfig, init_lora
     from icma_jax.models.transformer import build_model
     from icma_jax.training.optim import make_optimizer
-    from icma_jax.training.sharding import make_mesh
+    from icma_jax.sharding import make_mesh
     from icma_jax.training.state import count_params, create_state, replicated_sharding
     from icma_jax.training.step import StepConfig, device_put_batch, make_train_step
 

@@ -3,7 +3,7 @@ other queries' candidates (batch composition, a restart on a subset), in the lib
 
 import numpy as np
 
-from icma_jax.data import context
+from icma_jax.run import context
 from icma_jax.retrieval.rerank import SelectionConfig, select_all
 
 WALK = SelectionConfig(n_examples=3, strategy="random_walk", p_skip=0.5, seed=11)

@@ -15,9 +15,9 @@ import pytest
 
 from icma_jax import config as cfg_lib
 from icma_jax.cli import train as cli_train
-from icma_jax.training import loop
+from icma_jax.run import loop
 from icma_jax.training.checkpoint import Checkpointer
-from icma_jax.training.run_log import read_losses
+from icma_jax.run.run_log import read_losses
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.py")

@@ -86,7 +86,7 @@ def main(argv: list[str], prog: str = "icma-jax train") -> int:
         return 0
     from absl import logging
 
-    from icma_jax.training.loop import train_and_evaluate
+    from icma_jax.run import train_and_evaluate
 
     try:
         config, workdir = parse(argv, prog)

@@ -28,7 +28,7 @@ class LoadedModel(NamedTuple):
 def load_model(name_or_dir: str, *, dtype: str = "float32", param_dtype: str = "float32", mesh: Mesh | None = None,
                remat: bool = False, tokenizer: bool = True) -> LoadedModel:
     """Load weights straight into their target sharding (`mesh`) or onto the first device."""
-    from icma_jax.training.sharding import param_shardings
+    from icma_jax.sharding import param_shardings
 
     source = resolve_model(name_or_dir)
     if source.kind == "gguf":

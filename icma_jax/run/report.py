@@ -16,7 +16,7 @@ from typing import Any
 
 from icma_jax import config as config_lib
 from icma_jax.config import Config
-from icma_jax.data.context import select_examples, selection_config
+from icma_jax.run.context import select_examples, selection_config
 from icma_jax.data.sources import load_dataset_split
 from icma_jax.eval.predictions import Predictions, read_predictions
 from icma_jax.progress import track

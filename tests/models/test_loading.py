@@ -12,7 +12,7 @@ import pytest
 from icma_jax.models.config import UnsupportedConfigError, config_from_hf, read_config
 from icma_jax.models.loading import load_model
 from icma_jax.models.registry import resolve_model
-from icma_jax.training.sharding import make_mesh, param_shardings
+from icma_jax.sharding import make_mesh, param_shardings
 
 pytestmark = pytest.mark.torch
 

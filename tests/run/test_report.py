@@ -18,14 +18,14 @@ import pytest
 
 from icma_jax import config as config_lib
 from icma_jax.cli import main as cli_main
-from icma_jax.data import context
+from icma_jax.run import context
 from icma_jax.data.prompts import PromptReport
-from icma_jax.eval import evaluate
+from icma_jax.run import evaluate
 from icma_jax.eval.metrics import cap2mol_metrics, mol2cap_metrics, read_predictions
 from icma_jax.run.report import build_report, report_data
 from icma_jax.run.report_draw import INVALID, MoleculeSheet
 from icma_jax.run.report_scores import caption_scores, molecule_scores, word_diff
-from icma_jax.training.run_log import RunLog
+from icma_jax.run.run_log import RunLog
 
 N_ROWS, N_EXAMPLES, PAGE = 23, 2, 20
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -12,7 +12,7 @@ import pytest
 from icma_jax.models.config import LMConfig
 from icma_jax.models.lora import LoraConfig, init_lora
 from icma_jax.models.transformer import abstract_variables, build_model
-from icma_jax.training.sharding import make_mesh, param_shardings
+from icma_jax.sharding import make_mesh, param_shardings
 from icma_jax.training.state import create_state, replicated_sharding
 from icma_jax.training.step import StepConfig, device_put_batch, make_train_step
 from training_tiny_lm import make_batch

@@ -23,7 +23,7 @@ from icma_jax.models.registry import resolve_model
 from icma_jax.models.tokenizer import load_tokenizer
 from icma_jax.models.lora import LoraConfig, init_lora
 from icma_jax.models.transformer import CausalLM, abstract_variables, build_model
-from icma_jax.training.sharding import param_shardings
+from icma_jax.sharding import param_shardings
 
 PyTree = Any
 

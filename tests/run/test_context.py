@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from icma_jax import config as cfg_lib
-from icma_jax.data import context
+from icma_jax.run import context
 
 
 def _cfg(shared_data, **data):

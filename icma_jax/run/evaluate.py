@@ -17,7 +17,7 @@ import numpy as np
 from icma_jax.config import Config
 from icma_jax.data import prompts
 from icma_jax.data.batching import pad_prompts
-from icma_jax.data.context import pairs, select_examples, selection_config
+from icma_jax.run.context import pairs, select_examples, selection_config
 from icma_jax.data.records import Split
 from icma_jax.data.prompts import PromptReport
 from icma_jax.eval import metrics as metrics_lib
