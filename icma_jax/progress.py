@@ -2,8 +2,9 @@
 
 On a terminal (stderr is a TTY) a stage shows a tqdm bar with counts, rate and ETA; in logs (stderr
 redirected) it writes one line when it ends, `<stage>: <n>/<total> <unit> in <s> s (<rate> <unit>/s)`,
-instead of a bar redraw per update. A leaf module: callers on several processes pass `quiet=True` on
-all but one.
+instead of a bar redraw per update. Stages shorter than `MIN_SECONDS` stay silent (a bench calling a
+featuriser per step would otherwise log a line per step). A leaf module: callers on several processes
+pass `quiet=True` on all but one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TypeVar
 import tqdm
 
 T = TypeVar("T")
+MIN_SECONDS = 0.5  # shorter stages show no bar and write no line
 
 
 def on_terminal() -> bool:
@@ -29,7 +31,8 @@ class Stage:
     def __init__(self, desc: str, total: int | None = None, unit: str = "it", quiet: bool = False):
         self.desc, self.total, self.unit, self.quiet = desc, total, unit, quiet
         self.done, self.start = 0, time.perf_counter()
-        self._bar = (tqdm.tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
+        self._bar = (tqdm.tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr,
+                               delay=MIN_SECONDS)
                      if on_terminal() and not quiet else None)
         self._closed = False
 
@@ -53,7 +56,7 @@ class Stage:
         self._closed = True
         if self._bar is not None:
             self._bar.close()
-        elif not self.quiet:
+        elif not self.quiet and time.perf_counter() - self.start >= MIN_SECONDS:
             print(self.line(), file=sys.stderr, flush=True)
 
     def __enter__(self) -> Stage:

@@ -7,6 +7,7 @@ from icma_jax import progress
 
 def test_logs_get_one_line_per_stage(capsys, monkeypatch):
     monkeypatch.setattr(progress, "on_terminal", lambda: False)
+    monkeypatch.setattr(progress, "MIN_SECONDS", 0.0)
     assert list(progress.track(range(500), "retrieval (test)", unit="query")) == list(range(500))
     with progress.Stage("generation", total=40, unit="prompt") as stage:
         for _ in range(5):
@@ -19,6 +20,7 @@ def test_logs_get_one_line_per_stage(capsys, monkeypatch):
 
 def test_terminal_gets_a_bar_with_counts_and_eta(monkeypatch):
     monkeypatch.setattr(progress, "on_terminal", lambda: True)
+    monkeypatch.setattr(progress, "MIN_SECONDS", 0.0)
     out = io.StringIO()
     monkeypatch.setattr(progress.sys, "stderr", out)
     for _ in progress.track(iter(range(30)), "metrics", total=30, unit="row"):
@@ -28,7 +30,9 @@ def test_terminal_gets_a_bar_with_counts_and_eta(monkeypatch):
     assert " in " not in text  # no log line besides the bar
 
 
-def test_quiet_stage_writes_nothing(capsys, monkeypatch):
+def test_quiet_and_short_stages_write_nothing(capsys, monkeypatch):
     monkeypatch.setattr(progress, "on_terminal", lambda: False)
+    list(progress.track([1, 2], "featurisation"))  # well under MIN_SECONDS
+    monkeypatch.setattr(progress, "MIN_SECONDS", 0.0)
     list(progress.track([1, 2], "featurisation", quiet=True))
     assert capsys.readouterr().err == ""

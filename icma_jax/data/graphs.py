@@ -19,6 +19,7 @@ from rdkit import Chem
 
 from icma_jax._jraph import jraph
 from icma_jax.data.molecules import parse_smiles, try_parse
+from icma_jax.progress import track
 
 NUM_ATOM_TYPES = 120  # atomic numbers 1..118 -> 0..117, 118 unused, 119 = mask
 MASK_ATOM = 119
@@ -96,7 +97,7 @@ def featurize(smiles: str) -> MolGraph:
 def featurize_many(smiles: Sequence[str]) -> tuple[list[MolGraph | None], list[int]]:
     """Graphs for every SMILES (None where it does not parse) and the indices of the invalid ones."""
     graphs, invalid = [], []
-    for k, s in enumerate(smiles):
+    for k, s in enumerate(track(smiles, "featurisation: molecular graphs", unit="mol")):
         mol = try_parse(s)
         if mol is None or mol.GetNumAtoms() == 0:
             invalid.append(k)

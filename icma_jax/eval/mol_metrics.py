@@ -21,6 +21,7 @@ from rdkit.Chem import MACCSkeys, rdFingerprintGenerator
 
 from icma_jax.data.molecules import inchi_of_mol, try_parse
 from icma_jax.eval.text_metrics import corpus_bleu_score
+from icma_jax.progress import track
 
 CAP2MOL_KEYS = ("bleu", "exact_match", "levenshtein", "validity", "maccs_fts", "rdk_fts", "morgan_fts", "fcd")
 MORGAN_RADIUS = 2
@@ -110,7 +111,7 @@ def _cap2mol(refs: list[str], preds: list[str], fcd: bool) -> dict:
     exact = 0
     sims = []
     morgan = rdFingerprintGenerator.GetMorganGenerator(radius=MORGAN_RADIUS)
-    for ref, pred in zip(ref_mols, pred_mols):
+    for ref, pred in track(zip(ref_mols, pred_mols), "metrics: InChI and fingerprints", total=len(refs), unit="row"):
         if ref is None or pred is None:
             continue
         ref_inchi = inchi_of_mol(ref)

@@ -15,6 +15,7 @@ from rouge_score import rouge_scorer
 
 from icma_jax.eval.wordnet import load_wordnet
 from icma_jax.eval.wordpiece import SCIBERT, TextTokenizer, load_text_tokenizer
+from icma_jax.progress import track
 
 MOL2CAP_KEYS = ("bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor")
 
@@ -31,7 +32,8 @@ def corpus_bleu_score(
 def meteor_scores(refs_tokens: Sequence[list[str]], hyps_tokens: Sequence[list[str]]) -> list[float]:
     """nltk `meteor_score([ref], hyp)` per row (0 for an empty hypothesis or reference)."""
     wordnet = load_wordnet()
-    return [float(meteor_score([r], h, wordnet=wordnet)) for r, h in zip(refs_tokens, hyps_tokens)]
+    rows = track(zip(refs_tokens, hyps_tokens), "metrics: METEOR", total=len(refs_tokens), unit="row")
+    return [float(meteor_score([r], h, wordnet=wordnet)) for r, h in rows]
 
 
 def rouge_means(refs: Sequence[str], preds: Sequence[str]) -> dict[str, float]:

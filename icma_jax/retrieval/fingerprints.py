@@ -17,6 +17,7 @@ from rdkit import Chem, DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 
 from icma_jax.data.molecules import try_parse
+from icma_jax.progress import Stage, track
 from icma_jax.retrieval.topk import rank_pairs, topk_candidates
 
 METHODS = ("pathfp", "morgan")
@@ -67,7 +68,7 @@ def compute(smiles: Sequence[str], method: str) -> FingerprintSet:
     n_bits = np.zeros(len(smiles), np.int64)
     invalid = []
     gen = rdFingerprintGenerator.GetMorganGenerator(radius=MORGAN_RADIUS, fpSize=MORGAN_BITS)
-    for i, s in enumerate(smiles):
+    for i, s in enumerate(track(smiles, f"featurisation: {method} fingerprints", unit="mol")):
         mol = try_parse(s)
         if mol is None:
             invalid.append(i)
@@ -237,6 +238,7 @@ def topk(queries: FingerprintSet, index: DatabaseIndex, k: int, excluded: Sequen
         raise ValueError(f"fingerprints differ: queries {queries.method!r}, database {index.fps.method!r}")
     rows: list[np.ndarray] = []
     scores: list[np.ndarray] = []
+    stage = Stage(f"retrieval: {queries.method} top-{k}", total=len(queries), unit="query")
     for start in range(0, len(queries), batch_size):
         sel = np.arange(start, min(start + batch_size, len(queries)))
         sub = dataclasses.replace(queries, words_NxW=queries.words_NxW[sel], n_bits_N=queries.n_bits_N[sel])
@@ -247,4 +249,6 @@ def topk(queries: FingerprintSet, index: DatabaseIndex, k: int, excluded: Sequen
             r, s = _topk_batch(sub, index, k, sub_excl)
         rows.extend(r)
         scores.extend(s)
+        stage.update(len(sel))
+    stage.close()
     return rows, scores

@@ -12,10 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from tqdm.auto import tqdm
-
 from icma_jax.data.graphs import featurize_many, iterate_batches
 from icma_jax.models.gnn import GIN, load_torch_gin
+from icma_jax.progress import Stage
 
 ENCODER_META = "encoder.json"  # next to an Orbax encoder checkpoint: the GIN's shape
 
@@ -26,7 +25,7 @@ def _embed_batch(model: GIN, variables: dict, graphs) -> jax.Array:
 
 
 def embed_smiles(model: GIN, variables: dict, smiles: Sequence[str], batch_size: int = 128,
-                 progress: bool = False) -> tuple[np.ndarray, list[int]]:
+                 progress: bool = True) -> tuple[np.ndarray, list[int]]:
     """Mean-pooled GIN embeddings `NxD` (zeros for invalid SMILES) and the invalid indices.
 
     Batches are padded to bucketed sizes, so the encoder compiles once per bucket, not per batch.
@@ -34,7 +33,7 @@ def embed_smiles(model: GIN, variables: dict, smiles: Sequence[str], batch_size:
     graphs, invalid = featurize_many(smiles)
     valid = [i for i, g in enumerate(graphs) if g is not None]
     out_NxD = np.zeros((len(smiles), model.emb_dim), np.float32)
-    bar = tqdm(total=len(valid), desc="embed", unit="mol", disable=not progress)
+    bar = Stage("retrieval: GIN embeddings", total=len(valid), unit="mol", quiet=not progress)
     for start, count, batch in iterate_batches([graphs[i] for i in valid], batch_size):
         emb = np.asarray(_embed_batch(model, variables, batch))
         out_NxD[valid[start:start + count]] = emb[:count]

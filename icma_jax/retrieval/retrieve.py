@@ -9,6 +9,7 @@ import pathlib
 import numpy as np
 
 from icma_jax.data.records import Split
+from icma_jax.progress import Stage
 from icma_jax.retrieval import bm25, fingerprints
 from icma_jax.retrieval.index import Neighbours, from_positions
 
@@ -48,7 +49,7 @@ def _random(queries: Split, database: Split, k: int, excluded, seed: int):
 
 def retrieve(task: str, method: str, database: Split, queries: Split, k: int = 10, exclude_self: bool = False,
              *, encoder: str | pathlib.Path | None = None, seed: int = 0, batch_size: int = 512,
-             progress: bool = False) -> Neighbours:
+             progress: bool = True) -> Neighbours:
     """The `k` best database rows per query (best first; ties: lower row), self excluded on request.
 
     `encoder` (method gnn): our Orbax encoder folder or a Mole-BERT/Hu et al. `.pth` state_dict.
@@ -116,12 +117,7 @@ def _invalid_notes(queries: Split, database: Split, invalid_q: list[int], invali
 
 
 def _progress(it, enabled: bool, desc: str, step: int, total: int):
-    if not enabled:
-        yield from it
-        return
-    from tqdm.auto import tqdm  # noqa: PLC0415
-
-    with tqdm(total=total, desc=desc, unit="query") as bar:
+    with Stage(f"retrieval: {desc} top-k", total=total, unit="query", quiet=not enabled) as stage:
         for x in it:
             yield x
-            bar.update(min(step, total - x))
+            stage.update(min(step, total - x))
