@@ -15,6 +15,7 @@ COMMANDS = (
     "export",
     "retrieve",
     "train_encoder",
+    "launch",
     "report",
 )
 
