@@ -36,3 +36,15 @@ def test_quiet_and_short_stages_write_nothing(capsys, monkeypatch):
     monkeypatch.setattr(progress, "MIN_SECONDS", 0.0)
     list(progress.track([1, 2], "featurisation", quiet=True))
     assert capsys.readouterr().err == ""
+
+
+def test_training_log_writes_about_twenty_step_lines(tmp_path, capsys, monkeypatch):
+    from icma_jax.run import run_log
+
+    monkeypatch.setattr(run_log, "on_terminal", lambda: False)
+    log = run_log.RunLog(tmp_path, total_steps=100, start_step=0)
+    for step in range(1, 101):
+        log.step(step, {"loss": 1.0, "tokens_per_s": 5.0})
+    log.finish()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: step ")]
+    assert len(lines) == 20 and lines[-1].startswith("train: step 100/100 loss 1.0000")

@@ -21,6 +21,7 @@ from icma_jax.data import prompts
 from icma_jax.data.prompts import Encoded, Pair, PromptReport
 from icma_jax.data.records import Split
 from icma_jax.data.sources import load_dataset_split
+from icma_jax.progress import track
 from icma_jax.retrieval import (Neighbours, SelectionConfig, read_neighbours_jsonl, retrieve, select,
                                 write_neighbours_jsonl)
 
@@ -88,7 +89,9 @@ def training_sequences(cfg: Config, splits: Splits, chosen: Sequence[np.ndarray]
     db, queries = pairs(splits.database), pairs(splits.train)
     tokenize = prompts.tokenize_fn(tokenizer)
     report, seqs = PromptReport(), []
-    for q, rows in zip(queries, chosen):
+    rows_of = track(zip(queries, chosen), "prompts: training sequences", total=len(queries), unit="prompt",
+                    quiet=jax.process_index() != 0)
+    for q, rows in rows_of:
         enc, rep = prompts.encode_train(cfg.data.task, q, [db[i] for i in rows], tokenizer,
                                         cutoff_len=cfg.prompt.cutoff_len, truncation=cfg.prompt.truncation,
                                         train_on_inputs=cfg.prompt.train_on_inputs, reverse=cfg.selection.reverse,
@@ -148,7 +151,8 @@ def neighbours_for_run(cfg: Config, splits: Splits, workdir: pathlib.Path) -> Ru
         else:
             nb = retrieve(cfg.data.task, resolve_method(cfg), splits.database, queries,
                           k=cfg.retrieval.num_candidates, exclude_self=queries.path == splits.database.path,
-                          encoder=cfg.retrieval.encoder_path, seed=cfg.train.seed)
+                          encoder=cfg.retrieval.encoder_path, seed=cfg.train.seed,
+                          progress=jax.process_index() == 0)
             if jax.process_index() == 0:
                 folder.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(path.name + ".tmp")

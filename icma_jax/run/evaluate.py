@@ -24,6 +24,7 @@ from icma_jax.eval import metrics as metrics_lib
 from icma_jax.eval.answer import extract_answer
 from icma_jax.eval.generate import GenerationConfig, decoding_layout, generate_tokens
 from icma_jax.models.transformer import build_model
+from icma_jax.progress import Stage, track
 
 
 def _prompt_ids(cfg: Config, database: Split, queries: Split, neighbours, tokenizer, zero_shot: bool, max_len: int):
@@ -33,7 +34,9 @@ def _prompt_ids(cfg: Config, database: Split, queries: Split, neighbours, tokeni
               else select_examples(neighbours[:len(queries)], selection_config(cfg, cfg.train.seed + 1)))
     tokenize = prompts.tokenize_fn(tokenizer)
     report, out = PromptReport(), []
-    for q, rows in zip(queries, chosen):
+    rows_of = track(zip(queries, chosen), "prompts: evaluation", total=len(queries), unit="prompt",
+                    quiet=jax.process_index() != 0)
+    for q, rows in rows_of:
         ids, _, rep = prompts.encode_source(cfg.data.task, q, [db[i] for i in rows], tokenizer, max_len=max_len,
                                             reverse=cfg.selection.reverse, zero_shot=zero_shot, tokenize=tokenize)
         out.append(ids)
@@ -61,6 +64,7 @@ def generate_answers(cfg: Config, module, params, lora_params, tokenizer, prompt
     module, params = decoding_layout(module, params, lora_params)  # one weight copy (LoRA merged), not one per batch
     lora_params = None
     answers = []
+    stage = Stage("generation", total=len(prompt_ids), unit="prompt", quiet=jax.process_index() != 0)
     for start in range(0, len(prompt_ids), bs):
         chunk = list(prompt_ids[start:start + bs])
         batch = pad_prompts(chunk + [chunk[0]] * (bs - len(chunk)), length, bs, pad_id)
@@ -72,6 +76,8 @@ def generate_answers(cfg: Config, module, params, lora_params, tokenizer, prompt
             cut = next((i for i, t in enumerate(ids) if t in eos_ids), len(ids))
             text = tokenizer.decode(ids[:cut], skip_special_tokens=True)
             answers.append(extract_answer(cfg.data.task, text, first_line=cfg.eval.answer_rule == "first_line"))
+        stage.update(len(chunk))
+    stage.close()
     return answers
 
 

@@ -16,12 +16,12 @@ from typing import Any
 
 from icma_jax import config as config_lib
 from icma_jax.config import Config
-from icma_jax.run.context import select_examples, selection_config
 from icma_jax.data.sources import load_dataset_split
 from icma_jax.eval.predictions import Predictions, read_predictions
 from icma_jax.progress import track
 from icma_jax.retrieval.index import Neighbours, read_neighbours_jsonl
 from icma_jax.run import report_page
+from icma_jax.run.context import select_examples, selection_config
 from icma_jax.run.report_draw import MoleculeSheet
 from icma_jax.run.report_scores import caption_scores, molecule_scores, word_diff
 

@@ -1,4 +1,5 @@
-"""What a run writes as it goes: metrics.jsonl, TensorBoard scalars, loss.png, a progress bar.
+"""What a run writes as it goes: metrics.jsonl, TensorBoard scalars, loss.png, a progress bar (on a terminal;
+about 20 step lines in logs).
 
 Only process 0 writes files; every process may print. `metrics.jsonl` is appended line by line, so a
 resumed run continues it: `RunLog` first drops lines of steps beyond the restored checkpoint (they were
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 import time
 from typing import Any
 
 import jax
 import numpy as np
 import tqdm
+
+from icma_jax.progress import on_terminal
 
 
 def count_summary(total: int, trainable: int) -> str:
@@ -53,7 +57,10 @@ class RunLog:
 
             self._tb = SummaryWriter(str(self.workdir / "tensorboard"))
         self.bar = tqdm.tqdm(total=total_steps, initial=start_step, desc="train", unit="step",
-                             dynamic_ncols=True, disable=not self.is_writer)
+                             dynamic_ncols=True, disable=not self.is_writer or not on_terminal())
+        # in logs (no terminal): about 20 lines per run instead of a bar redraw per step
+        self.total, self.start_step = total_steps, start_step
+        self.line_every = max(1, total_steps // 20) if self.is_writer and not on_terminal() else 0
 
     def step(self, step: int, metrics: dict[str, Any]) -> None:
         """Records the metrics of optimiser step `step` (1-based: the state's step after the update)."""
@@ -67,6 +74,10 @@ class RunLog:
                     self._tb.add_scalar(f"train/{k}", v, step)
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row.get('tokens_per_s', 0.0):.0f}")
+        if self.line_every and (step % self.line_every == 0 or step == self.total):
+            per_step = row["elapsed"] / max(step - self.start_step, 1)
+            print(f"train: step {step}/{self.total} loss {row['loss']:.4f} {row.get('tokens_per_s', 0.0):.0f} tok/s, "
+                  f"{row['elapsed']:.0f} s, ETA {per_step * (self.total - step):.0f} s", file=sys.stderr, flush=True)
 
     def scalars(self, prefix: str, step: int, values: dict[str, float]) -> None:
         """Extra scalars (e.g. evaluation metrics) to TensorBoard."""

@@ -7,7 +7,6 @@ Screenshots land in pytest's tmp folder (`--basetemp=DIR` keeps them): `<basetem
 """
 
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -15,13 +14,13 @@ import subprocess
 
 import numpy as np
 import pytest
+import reference_deps
 
 from icma_jax import config as config_lib
 from icma_jax.cli import main as cli_main
-from icma_jax.run import context
 from icma_jax.data.prompts import PromptReport
-from icma_jax.run import evaluate
 from icma_jax.eval.metrics import cap2mol_metrics, mol2cap_metrics, read_predictions
+from icma_jax.run import context, evaluate
 from icma_jax.run.report import build_report, report_data
 from icma_jax.run.report_draw import INVALID, MoleculeSheet
 from icma_jax.run.report_scores import caption_scores, molecule_scores, word_diff
@@ -69,9 +68,7 @@ def cap2mol_run(tmp_path_factory, shared_data):
 
 def _chromium(page: pathlib.Path, tmp: pathlib.Path, *extra: str, fragment: str = "") -> str:
     if CHROMIUM is None:
-        if os.environ.get("ICMA_REQUIRE_REFERENCE") == "1":
-            pytest.fail("chromium is not installed (apt-get install chromium; make test installs it)")
-        pytest.skip("chromium is not installed (apt-get install chromium; make test installs it)")
+        reference_deps.missing("chromium is not installed: apt-get install chromium (make test installs it)")
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp / 'chromium-profile'}", *extra, page.resolve().as_uri() + fragment]
