@@ -37,7 +37,9 @@ def bucket_for(length: int, buckets: Sequence[int]) -> int:
 
 
 def pad_batch(seqs: Sequence[Encoded], length: int, batch_size: int, pad_id: int) -> Batch:
-    """Left-pads `seqs` to `length`; rows past `len(seqs)` are all padding (mask 0, no loss)."""
+    """Left-pads `seqs` to `length`; rows past `len(seqs)` are all padding (mask 0, no loss). As in packed
+    rows, a sequence's first token is never a target: only padding precedes it (the original lets the last pad
+    position predict it, in every row shorter than its micro-batch)."""
     if len(seqs) > batch_size:
         raise ValueError(f"{len(seqs)} sequences do not fit a batch of {batch_size}")
     tokens_BxL = np.full((batch_size, length), pad_id, np.int32)
@@ -49,7 +51,7 @@ def pad_batch(seqs: Sequence[Encoded], length: int, batch_size: int, pad_id: int
             raise ValueError(f"sequence of {n} tokens does not fit length {length}")
         tokens_BxL[i, length - n:] = s.ids
         mask_BxL[i, length - n:] = 1
-        labels_BxL[i, length - n:] = s.labels
+        labels_BxL[i, length - n + 1:] = s.labels[1:]
     return Batch(tokens_BxL, mask_BxL, labels_BxL)
 
 

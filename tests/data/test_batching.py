@@ -28,6 +28,17 @@ def test_pad_batch_left_pads_and_fills_empty_rows():
     assert (b.mask_BxL[2] == 0).all() and (b.labels_BxL[2] == IGNORE).all()
 
 
+def test_first_token_is_never_a_target_padded_or_packed():
+    """train_on_inputs labels every token; nothing of a sequence precedes its first token, so neither layout
+    makes it a target (left padding would otherwise let the last pad position predict it)."""
+    seqs = [Encoded(np.arange(1, n + 1, dtype=np.int32), np.arange(1, n + 1, dtype=np.int32), 0) for n in (3, 5)]
+    padded = pad_batch(seqs, length=6, batch_size=2, pad_id=0)
+    np.testing.assert_array_equal(padded.labels_BxL[0], [IGNORE, IGNORE, IGNORE, IGNORE, 2, 3])
+    np.testing.assert_array_equal(padded.labels_BxL[1], [IGNORE, IGNORE, 2, 3, 4, 5])
+    packed = pack_batch([seqs], length=8, batch_size=1, pad_id=0)
+    assert sorted(packed.labels_BxL[packed.labels_BxL != IGNORE]) == sorted(padded.labels_BxL[padded.labels_BxL != IGNORE])
+
+
 def _labels_from(first_label_col: list[int], length: int) -> Batch:
     labels = np.full((len(first_label_col), length), IGNORE, np.int32)
     for i, c in enumerate(first_label_col):
