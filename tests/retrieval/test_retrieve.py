@@ -76,8 +76,11 @@ def test_cli_writes_both_layouts(tmp_path, small, capsys):
     js = read_neighbours_jsonl(out.with_name(out.name + ".jsonl"))
     assert [len(r) for r in tsv.rows] == [4] * 41 + [0]
     assert js.invalid_queries == (41,)
-    for a, b, c in zip(tsv.scores, js.scores, js.cids):
-        np.testing.assert_array_equal(a, b)
+    assert len(tsv.cids) == len(js.cids) == 42
+    for q, (sa, sb, ca, cb) in enumerate(zip(tsv.scores, js.scores, tsv.cids, js.cids)):
+        np.testing.assert_array_equal(sa, sb, err_msg=f"query {q}: scores")
+        np.testing.assert_array_equal(ca, cb, err_msg=f"query {q}: neighbour CIDs")
+    np.testing.assert_array_equal(tsv.query_cids, js.query_cids)
     rc = main(["retrieve", "--task", "cap2mol", "--method", "morgan", "--database", str(small.path),
                "--queries", str(small.path), "--out", str(out)])
     assert rc == 2 and "does not fit task" in capsys.readouterr().err
