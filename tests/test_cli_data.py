@@ -1,5 +1,6 @@
 """`icma-jax data stats` and `download` through the real console entry point."""
 
+import os
 import subprocess
 import sys
 
@@ -28,3 +29,28 @@ def test_console_script_missing_data_is_a_clear_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "icma_jax.cli", "data", "stats", "--dataset", "chebi20",
                         "--split", "train", "--data-dir", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "icma-jax download chebi20" in r.stderr
+
+
+def test_download_cli_fetches_from_file_urls_and_verifies(monkeypatch, shared_data, tmp_path, capsys):
+    from icma_jax.data import sources
+
+    ds = sources.DATASETS["chebi20"]
+    local = {k: sources.DataFile(f.relpath, (shared_data / f.relpath).as_uri(), f.git_blob, f.n_rows, f.sha256)
+             for k, f in ds.files.items() if k != "train"}
+    monkeypatch.setitem(sources.DATASETS, "chebi20", sources.Dataset(ds.name, ds.subdir, local, ds.license, ds.source))
+    assert main(["download", "chebi20", "--dest", str(tmp_path / "root")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("fetched ") == 2 and f"2 file(s) ready under {tmp_path / 'root'}" in out
+    for f in local.values():
+        assert (tmp_path / "root" / f.relpath).read_bytes() == (shared_data / f.relpath).read_bytes()
+    assert main(["download", "chebi20", "--dest", str(tmp_path / "root")]) == 0  # present and valid: kept
+    assert capsys.readouterr().out.count("ok ") == 2
+
+
+def test_download_console_script_names_what_the_mirror_lacks(shared_data, tmp_path):
+    """The real entry point, PubChem324k from a file:// mirror that has every file but molcap/train.txt."""
+    env = {**os.environ, "ICMA_PUBCHEM324K_URL": (shared_data / "pubchem324k").as_uri()}
+    r = subprocess.run([sys.executable, "-m", "icma_jax.cli", "download", "pubchem324k", "--dest", str(tmp_path)],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "could not fetch 1 file(s)" in r.stderr and "molcap/train.txt" in r.stderr, r.stderr
+    assert (tmp_path / "pubchem324k/iupac/train.txt").read_bytes() == (shared_data / "pubchem324k/iupac/train.txt").read_bytes()
