@@ -248,13 +248,17 @@ class EvalConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-    """Device mesh sizes; -1 = all remaining devices."""
+    """Device mesh sizes; -1 = all remaining devices. With several processes, a process silent for
+    `heartbeat_timeout_s` is declared lost and the others stop naming it."""
 
     data: int = -1
     fsdp: int = 1
     tensor: int = 1
+    heartbeat_timeout_s: int = 100
 
     def __post_init__(self):
+        if self.heartbeat_timeout_s < 1:
+            raise ValueError(f"config field mesh.heartbeat_timeout_s must be >= 1, got {self.heartbeat_timeout_s}")
         sizes = (self.data, self.fsdp, self.tensor)
         if sum(s == -1 for s in sizes) > 1:
             raise ValueError(f"config field mesh: at most one axis may be -1, got {sizes}")

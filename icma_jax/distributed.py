@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import threading
 from collections.abc import Mapping
 
 import jax
@@ -117,7 +118,8 @@ class StopRequest:
         self._signalled = False
         self._previous = None
         self._multi = jax.process_count() > 1
-        if not self._multi:  # several processes: JAX's preemption service owns SIGTERM
+        # several processes: JAX's preemption service owns SIGTERM; signal handlers need the main thread
+        if not self._multi and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._on_signal)
 
     def _on_signal(self, signum, frame) -> None:
@@ -136,3 +138,40 @@ class StopRequest:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
+
+
+def digest(arrays) -> bytes:
+    """sha256 over a sequence of NumPy arrays (shape, dtype and bytes of each)."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.digest()
+
+
+def check_same_everywhere(what: str, value: bytes) -> None:
+    """Fail loudly, naming the processes, when `value` (e.g. a digest of the prompts) differs between processes."""
+    if jax.process_count() == 1:
+        return
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    mine = np.frombuffer(value, np.uint8)
+    every = np.asarray(multihost_utils.process_allgather(mine))  # [processes, len]
+    differ = [i for i in range(every.shape[0]) if not np.array_equal(every[i], every[0])]
+    if differ:
+        raise ValueError(f"{what} differ between processes: processes {differ} disagree with process 0 (same "
+                           "code, data files, config and library versions on every host?)")
+
+
+def split_across_processes(sharding: jax.sharding.Sharding, shape: tuple[int, ...]) -> bool:
+    """Whether processes hold different pieces of an array of `shape` (not only replicas of the same ones)."""
+    pieces: dict[int, set] = {}
+    for device, index in sharding.devices_indices_map(tuple(shape)).items():
+        pieces.setdefault(device.process_index, set()).add(tuple((s.start, s.stop) for s in index))
+    return len({frozenset(p) for p in pieces.values()}) > 1

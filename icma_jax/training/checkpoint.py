@@ -139,8 +139,8 @@ class Checkpointer:
         """Start an async save of state, RNG and the JSON-able data position; returns whether it saved."""
         self.wait_until_finished()  # Orbax waits for the previous save anyway; its manifest is written here
         key_data, impl = _key_parts(rng)
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave({"train": state, "rng": key_data}),
+        args = ocp.args.Composite(  # the key as NumPy: one copy, written by process 0, whatever its placement
+            state=ocp.args.StandardSave({"train": state, "rng": np.asarray(key_data)}),
             data=ocp.args.JsonSave({"iterator": data, "rng_impl": impl}),
         )
         saved = self._manager.save(int(step), args=args, force=force)

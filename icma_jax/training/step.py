@@ -167,6 +167,20 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(BATCH_AXES))
 
 
+def process_rows(mesh: Mesh, n_rows: int) -> np.ndarray:
+    """The global batch rows this process feeds, ascending: the union of the row blocks the batch sharding
+    puts on its devices (the order `make_array_from_process_local_data` expects), for any mesh layout."""
+    index_map = batch_sharding(mesh).addressable_devices_indices_map((n_rows,))
+    blocks = {(sl[0].start or 0, n_rows if sl[0].stop is None else sl[0].stop) for sl in index_map.values()}
+    return np.concatenate([np.arange(a, b) for a, b in sorted(blocks)])
+
+
+def host_rows(batch: Any, mesh: Mesh) -> Any:
+    """This process's rows of a global host batch (every process computes the same global batch)."""
+    rows = process_rows(mesh, jax.tree.leaves(batch)[0].shape[0])
+    return jax.tree.map(lambda x: x[rows], batch)
+
+
 def device_put_batch(batch: Any, mesh: Mesh) -> Any:
     """Host NumPy batch -> global sharded arrays; on several hosts each passes its own rows (its shard)."""
     sharding = batch_sharding(mesh)

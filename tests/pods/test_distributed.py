@@ -47,3 +47,28 @@ def test_bad_or_partial_settings_name_the_variable(change, named):
     with pytest.raises(ValueError) as e:
         distributed.launch_settings(env)
     assert named in str(e.value) and "\n" not in str(e.value)
+
+
+def test_split_across_processes_reads_device_ownership():
+    """Pretend the 8 devices belong to 2 processes (4 each): FSDP over all 8 splits a leaf across them,
+    FSDP pairs inside a process (data 4 x fsdp 2) do not."""
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    class Dev:
+        def __init__(self, d):
+            self.d, self.process_index = d, d.id // 4
+
+    def fake(sharding):
+        class S:
+            def devices_indices_map(self, shape):
+                return {Dev(d): idx for d, idx in sharding.devices_indices_map(shape).items()}
+        return S()
+
+    devices = np.array(jax.devices()[:8])
+    fsdp8 = NamedSharding(Mesh(devices.reshape(1, 8), ("data", "fsdp")), P("fsdp"))
+    fsdp2 = NamedSharding(Mesh(devices.reshape(4, 2), ("data", "fsdp")), P("fsdp"))
+    assert distributed.split_across_processes(fake(fsdp8), (16, 4))
+    assert not distributed.split_across_processes(fake(fsdp2), (16, 4))
+    assert not distributed.split_across_processes(fake(NamedSharding(fsdp8.mesh, P())), (16, 4))
