@@ -167,3 +167,32 @@ def test_atom_extras_tell_a_conjugate_acid_from_its_base():
     _, g_extras = extras.apply(gnn.init_variables(extras, batch), batch)
     np.testing.assert_allclose(np.asarray(g_plain)[0], np.asarray(g_plain)[1], atol=1e-6)  # Mole-BERT: identical
     assert not np.allclose(np.asarray(g_extras)[0], np.asarray(g_extras)[1])
+
+
+def test_retrieve_cli_with_a_pth_encoder_ranks_by_the_torch_models_embeddings(tmp_path, capsys):
+    """`icma-jax retrieve --method gnn --encoder X.pth`: neighbours by cosine of the PyTorch reference's
+    mean-pooled embeddings (5 x 300, the Mole-BERT layout the .pth reader expects)."""
+    from icma_jax.cli import main
+    from icma_jax.retrieval.index import read_neighbours_jsonl
+
+    smiles = SMILES + ["CCCCO", "c1ccncc1", "CC(C)O", "OC1CCCCC1", "CCOC(=O)C", "Nc1ccccc1"]
+    data = tmp_path / "mols.txt"
+    data.write_text("CID\tSMILES\tdescription\n" + "".join(f"{100 + i}\t{s}\tmolecule {i}\n" for i, s in enumerate(smiles)))
+    ref = _random_torch_gnn(5, 300, seed=3)
+    torch.save(ref.state_dict(), tmp_path / "encoder.pth")
+    graphs = [featurize(s) for s in smiles]
+    with torch.no_grad():
+        h = ref(*_torch_inputs(graphs)).numpy()
+    starts = np.cumsum([0] + [g.n_node for g in graphs])
+    emb = np.stack([h[a:b].mean(0) for a, b in zip(starts[:-1], starts[1:])])
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    cos = unit @ unit.T
+    np.fill_diagonal(cos, -np.inf)  # --exclude-self
+    want = np.argsort(-cos, axis=1, kind="stable")[:, :3] + 100
+    out = tmp_path / "nb.tsv"
+    assert main(["retrieve", "--task", "mol2cap", "--method", "gnn", "--encoder", str(tmp_path / "encoder.pth"),
+                 "--database", str(data), "--queries", str(data), "--k", "3", "--out", str(out),
+                 "--exclude-self"]) == 0
+    got = read_neighbours_jsonl(out.with_name(out.name + ".jsonl"))
+    np.testing.assert_array_equal(np.stack(got.cids), want)
+    np.testing.assert_allclose(np.stack(got.scores), np.take_along_axis(cos, want - 100, 1), atol=1e-5)
