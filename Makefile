@@ -18,7 +18,7 @@ WORDNET := /usr/share/wordnet/index.sense
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test install install-test clean-venv
+.PHONY: demo test install install-test clean-venv mutants lint
 
 $(WORDNET):
 	$(SUDO) apt-get update -qq
@@ -51,6 +51,13 @@ demo: install
 
 test: install-test | $(CHROMIUM)
 	ICMA_REQUIRE_REFERENCE=1 XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu $(PY) -m pytest -q
+
+# Curated mutation check (tests/mutants/mutants.toml): every listed mutant must be killed by its tests.
+mutants: install-test
+	$(PY) tests/mutants/check.py
+
+lint: install-test
+	$(VENV)/bin/ruff check .
 
 clean-venv:
 	rm -rf $(VENV)
