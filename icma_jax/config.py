@@ -30,6 +30,7 @@ RENAMED_METHODS = {"graph": "gnn", "rdkit_path": "pathfp"}  # older spellings, r
 SELECTIONS = ("top", "random_walk", "bucket")
 TRUNCATIONS = ("drop_examples", "right")
 FINETUNES = ("full", "lora")
+LOSS_NORMALIZATIONS = ("token_mean", "micro_mean")  # as icma_jax.training.step
 DTYPES = ("float32", "bfloat16", "float16")
 DECODINGS = ("sample", "greedy")
 
@@ -181,6 +182,8 @@ class TrainConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
     clip_norm: float = 1.0
+    loss_normalization: str = "token_mean"  # token_mean: NLL over the label tokens of the whole step (transformers
+    # >= 4.46); micro_mean: the mean of each micro-batch's own token mean (transformers <= 4.45, the original's)
     buckets: tuple[int, ...] = (256, 512, 1024, 2048)  # padded lengths; the last must be >= cutoff_len
     pack_length: int | None = None  # set: pack several sequences into rows of this many tokens (batch_size then
     # counts rows, sequences per step vary; no padding is computed); None: one sequence per row, the original's
@@ -191,6 +194,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _at_least("train.lr", self.lr, 0.0)
+        _one_of("train.loss_normalization", self.loss_normalization, LOSS_NORMALIZATIONS)
         for name in ("warmup_steps", "epochs", "eval_subset"):
             _at_least(f"train.{name}", getattr(self, name), 0)
         _at_least("train.max_steps", self.max_steps, 1, unset="epochs × batches per epoch")
