@@ -1,7 +1,11 @@
-"""ICMA paper presets (ICMA_SPEC §5): In-Context Molecule Tuning of one backbone for one task.
+"""ICMA presets (ICMA_SPEC §5): In-Context Molecule Tuning of one backbone for one task.
 
 Command:
   python train.py --config configs/icma.py:model=galactica-125m,task=mol2cap,dataset=chebi20 --workdir runs/g125m-m2c
+  recipe=paper (default): the paper's objective, loss on the answer only, token-mean loss, the settings below;
+  recipe=released: as the authors' released run_train.bash runs (docs/PRESETS.md compares them): loss on the
+  whole text (--train_on_inputs), their micro-batch (4 / 1 / 2) with the mean of micro-batch means
+  (transformers 4.36), right truncation, cutoff 1024 for Galactica-125M Mol2Cap, fp32 for Galactica-1.3B.
   models: galactica-125m (full fine-tune, lr 2e-4, n=2 Mol2Cap / n=4 Cap2Mol),
           galactica-1.3b, mistral-7b (LoRA r32 α64 dropout 0.1, lr 3e-4, n=2; bf16 compute, fp32 adapters);
   tasks: mol2cap, cap2mol; datasets: chebi20, pubchem324k-iupac, pubchem324k-molcap.
@@ -24,6 +28,14 @@ MODELS = {
     "galactica-1.3b": ("lora", 3e-4, 4, "bfloat16"),
     "mistral-7b": ("lora", 3e-4, 8, "bfloat16"),
 }
+# The authors' released runs (run_train.bash, ChEBI-20): micro-batch, cutoff per task, compute dtype
+# (Mistral: int8 base weights and fp16 there; bf16 here).
+RELEASED = {
+    "galactica-125m": (4, {"mol2cap": 1024, "cap2mol": 2048}, "float32"),
+    "galactica-1.3b": (1, {"mol2cap": 2048, "cap2mol": 2048}, "float32"),
+    "mistral-7b": (2, {"mol2cap": 2048, "cap2mol": 2048}, "bfloat16"),
+}
+RECIPES = ("paper", "released")
 # Where the weights come from: a hub id (downloaded once when online) unless --config.model.path names a
 # local HF directory or GGUF file.
 HUB_IDS = {
@@ -34,9 +46,11 @@ HUB_IDS = {
 
 
 def get_config(arg: str | None = None):
-    a = parse_arg(arg, model="galactica-125m", task="mol2cap", dataset="chebi20")
+    a = parse_arg(arg, model="galactica-125m", task="mol2cap", dataset="chebi20", recipe="paper")
     if a.model not in MODELS:
         raise ValueError(f"unknown preset model {a.model!r}; choose one of {', '.join(MODELS)}")
+    if a.recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {a.recipe!r}; choose one of {', '.join(RECIPES)}")
     finetune, lr, grad_accum, compute_dtype = MODELS[a.model]
     c = default_config_dict()
     c.data.dataset, c.data.task = a.dataset, a.task
@@ -53,4 +67,11 @@ def get_config(arg: str | None = None):
     c.train.warmup_steps, c.train.epochs, c.train.seed = 1000, 10, 42
     c.train.checkpoint_every = 500
     c.eval.decoding = "sample"
+    if a.recipe == "released":
+        micro, cutoff, compute_dtype = RELEASED[a.model]
+        c.prompt.train_on_inputs, c.prompt.truncation, c.prompt.cutoff_len = True, "right", cutoff[a.task]
+        c.train.grad_accum, c.train.loss_normalization = 32 // micro, "micro_mean"
+        c.model.compute_dtype = compute_dtype
+        if compute_dtype == "float32":
+            c.model.param_dtype = "float32"
     return c
