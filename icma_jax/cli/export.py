@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from icma_jax.models.hf_weights import save_hf_checkpoint
     from icma_jax.models.loading import load_model
-    from icma_jax.models.lora import import_peft, merge_lora
+    from icma_jax.models.lora import merge_lora
+    from icma_jax.models.peft import import_peft
 
     lm = load_model(args.model)
     params = lm.params

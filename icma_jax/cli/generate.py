@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from icma_jax.eval.generate import GenerationConfig, generate
     from icma_jax.models.loading import load_model
-    from icma_jax.models.lora import import_peft
+    from icma_jax.models.peft import import_peft
 
     sample = args.temperature is not None or args.top_k > 0 or args.top_p < 1.0
     if sample and args.greedy:

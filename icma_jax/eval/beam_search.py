@@ -68,7 +68,7 @@ def beam_search(config: LMConfig, prefill: Callable, decode: Callable, tokens_Bx
         # reorder cache and seen-token sets to the surviving beams, then feed their new tokens
         flat_src_BK = (src_BxK + jnp.arange(b)[:, None] * k).reshape(-1)
         cache = s["cache"]
-        cache = cache._replace(k_NxBxSxKxH=cache.k_NxBxSxKxH[:, flat_src_BK], v_NxBxSxKxH=cache.v_NxBxSxKxH[:, flat_src_BK],
+        cache = cache._replace(k_ZxBxSxKxH=cache.k_ZxBxSxKxH[:, flat_src_BK], v_ZxBxSxKxH=cache.v_ZxBxSxKxH[:, flat_src_BK],
                                mask_BxS=cache.mask_BxS[flat_src_BK])
         new_tok_BK = run_seq[:, :, t].reshape(-1)
         seen = s["seen"][flat_src_BK].at[jnp.arange(b * k), new_tok_BK].set(True)

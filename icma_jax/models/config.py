@@ -1,4 +1,5 @@
-"""`LMConfig`: one frozen description of an OPT / Llama / Mistral causal LM, read from `config.json`."""
+"""`LMConfig`: one frozen description of an OPT / Llama / Mistral causal LM, read from `config.json`;
+`LoraConfig`: the adapters trained on it; `dtype_of`: dtype names to JAX dtypes."""
 
 from __future__ import annotations
 
@@ -7,9 +8,23 @@ import json
 import pathlib
 from typing import Any
 
+import jax.numpy as jnp
+
 FAMILIES = ("opt", "llama", "mistral")
 DTYPES = ("float32", "bfloat16", "float16")
 ROPE_TYPES = ("default", "linear", "llama3")
+ATTENTION = ("chunked", "xla", "cudnn", "pallas")  # training attention, see models/attention.py
+# Every linear layer except lm_head (ICMA spec section 5).
+LORA_TARGETS = {
+    "opt": ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"),
+    "llama": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    "mistral": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+}
+
+
+def dtype_of(name: str) -> Any:
+    """"float32" | "bfloat16" | "float16" -> the JAX dtype."""
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
 
 
 class UnsupportedConfigError(ValueError):
@@ -54,6 +69,7 @@ class LMConfig:
     pad_token_id: int | None = None
     dtype: str = "float32"
     param_dtype: str = "float32"
+    attention: str = "chunked"  # training attention without a cache: chunked | xla | cudnn | pallas
     hf: tuple[tuple[str, Any], ...] = ()  # original config.json items (hashable), for export
 
     def __post_init__(self):
@@ -66,6 +82,8 @@ class LMConfig:
             raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
         if self.sliding_window is not None and self.sliding_window < 1:
             raise ValueError(f"sliding_window={self.sliding_window} must be >= 1 or None")
+        if self.attention not in ATTENTION:
+            raise ValueError(f"LMConfig.attention={self.attention!r} is not one of {ATTENTION}")
 
     @property
     def hf_dict(self) -> dict[str, Any]:
@@ -73,6 +91,36 @@ class LMConfig:
 
     def replace(self, **kw) -> LMConfig:
         return dataclasses.replace(self, **kw)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraConfig:
+    """Rank r, alpha (scale = alpha / r), dropout on the adapter input, target module names."""
+
+    rank: int = 32
+    alpha: float = 64.0
+    dropout: float = 0.1
+    targets: tuple[str, ...] = LORA_TARGETS["llama"]
+
+    def __post_init__(self):
+        if self.rank < 1:
+            raise ValueError(f"LoraConfig.rank={self.rank} must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"LoraConfig.dropout={self.dropout} must be in [0, 1)")
+        if not self.targets:
+            raise ValueError("LoraConfig.targets is empty")
+        object.__setattr__(self, "targets", tuple(self.targets))
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+    @classmethod
+    def for_family(cls, family: str, **kw) -> LoraConfig:
+        """ICMA's defaults (r=32, alpha=64, dropout=0.1, all linears but lm_head) for `family`."""
+        if family not in LORA_TARGETS:
+            raise ValueError(f"no LoRA defaults for family {family!r} (known: {sorted(LORA_TARGETS)})")
+        return cls(**{"targets": LORA_TARGETS[family], **kw})
 
 
 def _freeze(v: Any) -> Any:
@@ -172,7 +220,7 @@ def _llama(d: dict, where: str, family: str) -> dict[str, Any]:
 
 
 def config_from_hf(d: dict[str, Any], *, where: str = "config.json", dtype: str = "float32",
-                   param_dtype: str = "float32") -> LMConfig:
+                   param_dtype: str = "float32", attention: str = "chunked") -> LMConfig:
     """Map a transformers config dict onto `LMConfig`; options we do not implement raise."""
     model_type = d.get("model_type")
     if model_type not in FAMILIES:
@@ -181,7 +229,7 @@ def config_from_hf(d: dict[str, Any], *, where: str = "config.json", dtype: str 
         fields = _opt(d, where) if model_type == "opt" else _llama(d, where, model_type)
         return LMConfig(
             **fields, bos_token_id=d.get("bos_token_id"), eos_token_ids=_eos_ids(d),
-            pad_token_id=d.get("pad_token_id"), dtype=dtype, param_dtype=param_dtype,
+            pad_token_id=d.get("pad_token_id"), dtype=dtype, param_dtype=param_dtype, attention=attention,
             hf=tuple((k, _freeze(v)) for k, v in d.items()),
         )
     except KeyError as e:

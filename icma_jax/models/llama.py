@@ -1,6 +1,6 @@
 """Llama / Mistral decoder block: RMSNorm, RoPE GQA attention (sliding window for Mistral), SwiGLU MLP.
 
-Dims: B batch, T new tokens, S cache slots, D model, F feed-forward.
+Dims (package legend): B batch rows, L tokens, D model width, F feed-forward width.
 """
 
 from __future__ import annotations
@@ -9,15 +9,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from icma_jax.models.config import LMConfig
-from icma_jax.models.layers import Attention, Linear, RMSNorm, dtype_of
-from icma_jax.models.lora import LoraConfig
+from icma_jax.models.attention import Attention
+from icma_jax.models.config import LMConfig, LoraConfig, dtype_of
+from icma_jax.models.linear import Linear
+from icma_jax.models.norms import RMSNorm
 
 
 @jax.custom_vjp
-def swiglu(g_BxTxF: jax.Array, u_BxTxF: jax.Array) -> jax.Array:
+def swiglu(g_BxLxF: jax.Array, u_BxLxF: jax.Array) -> jax.Array:
     """silu(g) * u whose backward pass keeps only g and u (autodiff also keeps sigmoid(g), silu(g), ...)."""
-    return nn.silu(g_BxTxF) * u_BxTxF
+    return nn.silu(g_BxLxF) * u_BxLxF
 
 
 def _swiglu_fwd(g, u):
@@ -42,17 +43,17 @@ class LlamaBlock(nn.Module):
     fused: bool = False
 
     @nn.compact
-    def __call__(self, carry, pos_BxT, kv_mask_BxS, q_slot_T, layer):
-        h_BxTxD, cache_kv = carry
+    def __call__(self, carry, pos_BxL, kv_seg_BxS, q_slot_L, layer):
+        h_BxLxD, cache_kv = carry
         c = self.config
         dt, pdt = dtype_of(c.dtype), dtype_of(c.param_dtype)
-        x = RMSNorm(c.norm_eps, dt, pdt, name="input_layernorm")(h_BxTxD)
+        x = RMSNorm(c.norm_eps, dt, pdt, name="input_layernorm")(h_BxLxD)
         a, cache_kv = Attention(c, "o_proj", self.lora, self.deterministic, self.fused, name="self_attn")(
-            x, pos_BxT, kv_mask_BxS, q_slot_T, cache_kv, layer)
-        h_BxTxD = h_BxTxD + a
-        x = RMSNorm(c.norm_eps, dt, pdt, name="post_attention_layernorm")(h_BxTxD)
+            x, pos_BxL, kv_seg_BxS, q_slot_L, cache_kv, layer)
+        h_BxLxD = h_BxLxD + a
+        x = RMSNorm(c.norm_eps, dt, pdt, name="post_attention_layernorm")(h_BxLxD)
         mlp = _MLP(c, self.lora, self.deterministic, self.fused, name="mlp")
-        return (h_BxTxD + mlp(x), cache_kv), None
+        return (h_BxLxD + mlp(x), cache_kv), None
 
 
 class _MLP(nn.Module):
@@ -64,7 +65,7 @@ class _MLP(nn.Module):
     fused: bool = False
 
     @nn.compact
-    def __call__(self, x_BxTxD):
+    def __call__(self, x_BxLxD):
         c = self.config
 
         def fc(name, features, axes):
@@ -73,8 +74,8 @@ class _MLP(nn.Module):
                           self.deterministic, name=name)
 
         if self.fused:
-            g_BxTxF, u_BxTxF = jnp.split(fc("gate_up_proj", 2 * c.d_ff, ("embed", "mlp"))(x_BxTxD), 2, axis=-1)
+            g_BxLxF, u_BxLxF = jnp.split(fc("gate_up_proj", 2 * c.d_ff, ("embed", "mlp"))(x_BxLxD), 2, axis=-1)
         else:
-            g_BxTxF = fc("gate_proj", c.d_ff, ("embed", "mlp"))(x_BxTxD)
-            u_BxTxF = fc("up_proj", c.d_ff, ("embed", "mlp"))(x_BxTxD)
-        return fc("down_proj", c.d_model, ("mlp", "embed"))(swiglu(g_BxTxF, u_BxTxF))
+            g_BxLxF = fc("gate_proj", c.d_ff, ("embed", "mlp"))(x_BxLxD)
+            u_BxLxF = fc("up_proj", c.d_ff, ("embed", "mlp"))(x_BxLxD)
+        return fc("down_proj", c.d_model, ("mlp", "embed"))(swiglu(g_BxLxF, u_BxLxF))

@@ -1,6 +1,7 @@
 """`CausalLM`: embeddings, a scanned stack of OPT or Llama/Mistral blocks, final norm, (tied) head; KV cache.
 
-Dims: B batch, T new tokens, S cache slots, D model, V vocab, N layers, K kv heads, H head dim.
+Dims (package legend): B batch rows, L tokens fed in, S cache slots, W head positions, D model width,
+V vocabulary, Z layers, K kv heads, H head dim.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from icma_jax.models.config import LMConfig
-from icma_jax.models.layers import LayerNorm, Linear, RMSNorm, dtype_of
+from icma_jax.models.config import LMConfig, LoraConfig, dtype_of
+from icma_jax.models.linear import Linear
 from icma_jax.models.llama import LlamaBlock
-from icma_jax.models.lora import LoraConfig
+from icma_jax.models.norms import LayerNorm, RMSNorm
 from icma_jax.models.opt import OPTBlock
 
 OPT_POSITION_OFFSET = 2  # OPT's learned position table is shifted by 2 (fairseq legacy)
@@ -23,8 +24,8 @@ OPT_POSITION_OFFSET = 2  # OPT's learned position table is shifted by 2 (fairseq
 class KVCache(NamedTuple):
     """Preallocated keys/values for every layer plus which slots hold real tokens; `index` = next free slot."""
 
-    k_NxBxSxKxH: jax.Array
-    v_NxBxSxKxH: jax.Array
+    k_ZxBxSxKxH: jax.Array
+    v_ZxBxSxKxH: jax.Array
     mask_BxS: jax.Array
     index: jax.Array
 
@@ -38,13 +39,13 @@ def init_cache(config: LMConfig, batch: int, slots: int) -> KVCache:
 
 
 class CausalLM(nn.Module):
-    """logits_BxTxV = LM(tokens_BxT, mask_BxT); positions come from the mask so left padding is exact.
+    """logits = LM(tokens_BxL, segment_ids_BxL); positions come from the segment ids so left padding is exact.
 
-    Without a cache the mask may hold segment ids (packed rows: 0 = padding, each sequence its own id; a
-    token sees earlier tokens of its own segment, positions restart at every segment). With `cache` it
-    returns (logits, cache'), writing the T new tokens at slot `cache.index`. The head runs only where
-    logits are wanted: `last_only` gives the last position (B x 1 x V), `head_span=(i, j)` positions
-    i..j-1 (B x (j-i) x V; training's loss window), `head_index_BxW` the positions it lists (B x W x V)."""
+    Without a cache the segment ids may describe packed rows (0 = padding, each sequence its own id; a token
+    sees earlier tokens of its own segment, positions restart at every segment); with `cache` they are the
+    0/1 mask of the L new tokens, which are written at slot `cache.index`, and the call returns
+    (logits, cache'). The head runs where logits are wanted: on every position (B x L x V), or on the W
+    positions `head_pos_BxW` of each row (B x W x V: training's loss window, generation's last position)."""
 
     config: LMConfig
     lora: LoraConfig | None = None
@@ -53,74 +54,74 @@ class CausalLM(nn.Module):
     fused: bool = False  # q/k/v and gate/up kernels concatenated (`qkv_proj`, `gate_up_proj`): decoding layout
 
     @nn.compact
-    def __call__(self, tokens_BxT: jax.Array, mask_BxT: jax.Array, deterministic: bool = True,
+    def __call__(self, tokens_BxL: jax.Array, segment_ids_BxL: jax.Array, deterministic: bool = True,
                  cache: KVCache | None = None, last_only: bool = False, head_span: tuple[int, int] | None = None,
                  head_index_BxW: jax.Array | None = None):
         c = self.config
         dt, pdt = dtype_of(c.dtype), dtype_of(c.param_dtype)
-        b, t = tokens_BxT.shape
-        mask_BxT = mask_BxT.astype(jnp.int32)
+        b, length = tokens_BxL.shape
+        seg_BxL = segment_ids_BxL.astype(jnp.int32)
         if cache is None:
-            kv_mask_BxS, q_slot_T, pos_BxT = mask_BxT, jnp.arange(t), segment_positions(mask_BxT)
+            kv_seg_BxS, q_slot_L, pos_BxL = seg_BxL, jnp.arange(length), segment_positions(seg_BxL)
         else:
             count_B = jnp.sum(cache.mask_BxS, axis=-1)
-            kv_mask_BxS = jax.lax.dynamic_update_slice(cache.mask_BxS, mask_BxT, (0, cache.index))
-            q_slot_T = cache.index + jnp.arange(t)
-            pos_BxT = jnp.maximum(count_B[:, None] + jnp.cumsum(mask_BxT, axis=1) - 1, 0)
+            kv_seg_BxS = jax.lax.dynamic_update_slice(cache.mask_BxS, seg_BxL, (0, cache.index))
+            q_slot_L = cache.index + jnp.arange(length)
+            pos_BxL = jnp.maximum(count_B[:, None] + jnp.cumsum(seg_BxL, axis=1) - 1, 0)
 
         embed = nn.Embed(c.vocab_size, c.d_model, dtype=dt, param_dtype=pdt, name="embed_tokens",
                          embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")))
-        h_BxTxD = embed(tokens_BxT)
+        h_BxLxD = embed(tokens_BxL)
         if c.family == "opt":
             pos_embed = nn.Embed(c.max_positions + OPT_POSITION_OFFSET, c.d_model, dtype=dt, param_dtype=pdt,
                                  name="embed_positions", embedding_init=nn.with_logical_partitioning(
                                      nn.initializers.normal(0.02), (None, "embed")))
-            h_BxTxD = h_BxTxD + pos_embed(pos_BxT + OPT_POSITION_OFFSET)
+            h_BxLxD = h_BxLxD + pos_embed(pos_BxL + OPT_POSITION_OFFSET)
 
         block = OPTBlock if c.family == "opt" else LlamaBlock
         if self.remat:
             block = nn.remat(block, prevent_cse=False)
-        cache_kv = None if cache is None else (cache.k_NxBxSxKxH, cache.v_NxBxSxKxH)
-        carry = (h_BxTxD, cache_kv)
+        cache_kv = None if cache is None else (cache.k_ZxBxSxKxH, cache.v_ZxBxSxKxH)
+        carry = (h_BxLxD, cache_kv)
         if self.scan_layers:
             layers = nn.scan(block, variable_axes={"params": 0, "lora": 0}, split_rngs={"params": True, "dropout": True},
                              in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0), length=c.n_layers,
                              metadata_params={nn.PARTITION_NAME: "layers"})
             carry, _ = layers(c, self.lora, deterministic, self.fused, name="layers")(
-                carry, pos_BxT, kv_mask_BxS, q_slot_T, jnp.arange(c.n_layers))
+                carry, pos_BxL, kv_seg_BxS, q_slot_L, jnp.arange(c.n_layers))
         else:  # weights are loop-invariant inputs, so XLA hoists their per-layer slicing out of a decode loop
             for i in range(c.n_layers):
                 carry, _ = block(c, self.lora, deterministic, self.fused, name=f"layers_{i}")(
-                    carry, pos_BxT, kv_mask_BxS, q_slot_T, i)
-        h_BxTxD, new_kv = carry
+                    carry, pos_BxL, kv_seg_BxS, q_slot_L, i)
+        h_BxLxD, new_kv = carry
         if c.family == "opt":
-            h_BxTxD = LayerNorm(c.norm_eps, dt, pdt, name="final_layer_norm")(h_BxTxD) if c.pre_norm else h_BxTxD
+            h_BxLxD = LayerNorm(c.norm_eps, dt, pdt, name="final_layer_norm")(h_BxLxD) if c.pre_norm else h_BxLxD
         else:
-            h_BxTxD = RMSNorm(c.norm_eps, dt, pdt, name="norm")(h_BxTxD)
-        if last_only:  # generation's prefill needs only the next-token logits (T x cheaper head)
-            h_BxTxD = h_BxTxD[:, -1:]
+            h_BxLxD = RMSNorm(c.norm_eps, dt, pdt, name="norm")(h_BxLxD)
+        if last_only:  # generation's prefill needs only the next-token logits (L x cheaper head)
+            h_BxLxD = h_BxLxD[:, -1:]
         elif head_span is not None:
-            h_BxTxD = h_BxTxD[:, head_span[0]:head_span[1]]
+            h_BxLxD = h_BxLxD[:, head_span[0]:head_span[1]]
         elif head_index_BxW is not None:
-            h_BxTxD = jnp.take_along_axis(h_BxTxD, head_index_BxW[:, :, None], axis=1)
+            h_BxLxD = jnp.take_along_axis(h_BxLxD, head_index_BxW[:, :, None], axis=1)
         if c.tie_embeddings:  # dot_general on the V x D table directly (`attend` transposes a copy of it)
-            logits_BxTxV = jnp.einsum("btd,vd->btv", h_BxTxD, embed.embedding.astype(dt))
+            logits_BxWxV = jnp.einsum("bwd,vd->bwv", h_BxLxD, embed.embedding.astype(dt))
         else:
-            logits_BxTxV = Linear(c.vocab_size, ("embed", "vocab"), False, dt, pdt, name="lm_head")(h_BxTxD)
-        logits_BxTxV = logits_BxTxV.astype(jnp.float32)
+            logits_BxWxV = Linear(c.vocab_size, ("embed", "vocab"), False, dt, pdt, name="lm_head")(h_BxLxD)
+        logits_BxWxV = logits_BxWxV.astype(jnp.float32)
         if cache is None:
-            return logits_BxTxV
-        return logits_BxTxV, KVCache(new_kv[0], new_kv[1], kv_mask_BxS, cache.index + t)
+            return logits_BxWxV
+        return logits_BxWxV, KVCache(new_kv[0], new_kv[1], kv_seg_BxS, cache.index + length)
 
 
-def segment_positions(seg_BxT: jax.Array) -> jax.Array:
+def segment_positions(seg_BxL: jax.Array) -> jax.Array:
     """Position of every token within its run of equal segment ids (a left-padded row: 0, 1, ... from its
     first real token; a packed row: restarting at every sequence)."""
-    t = seg_BxT.shape[1]
-    idx_T = jnp.arange(t, dtype=jnp.int32)
-    prev_BxT = jnp.concatenate([jnp.full_like(seg_BxT[:, :1], -1), seg_BxT[:, :-1]], axis=1)
-    start_BxT = jax.lax.cummax(jnp.where(seg_BxT != prev_BxT, idx_T[None, :], 0), axis=1)
-    return idx_T[None, :] - start_BxT
+    length = seg_BxL.shape[1]
+    idx_L = jnp.arange(length, dtype=jnp.int32)
+    prev_BxL = jnp.concatenate([jnp.full_like(seg_BxL[:, :1], -1), seg_BxL[:, :-1]], axis=1)
+    start_BxL = jax.lax.cummax(jnp.where(seg_BxL != prev_BxL, idx_L[None, :], 0), axis=1)
+    return idx_L[None, :] - start_BxL
 
 
 def build_model(config: LMConfig, lora: LoraConfig | None = None, *, remat: bool = False) -> CausalLM:
@@ -129,7 +130,7 @@ def build_model(config: LMConfig, lora: LoraConfig | None = None, *, remat: bool
 
 
 def unstack_layers(tree: Any, n_layers: int) -> Any:
-    """`layers` (stacked) -> `layers_0 ... layers_{N-1}`, for a module with `scan_layers=False`."""
+    """`layers` (stacked) -> `layers_0 ... layers_{Z-1}`, for a module with `scan_layers=False`."""
     if tree is None or "layers" not in tree:
         return tree
     out = {k: v for k, v in tree.items() if k != "layers"}

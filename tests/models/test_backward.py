@@ -1,4 +1,4 @@
-"""Hand-written backward passes (attention core, SwiGLU, LoRA dropout) against autodiff of the plain math."""
+"""Hand-written backward passes (chunked attention, SwiGLU, LoRA dropout) against autodiff of the plain math."""
 
 import flax.linen as nn
 import jax
@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from icma_jax.models import attention as attention_lib
-from icma_jax.models.attention import causal_attention
-from icma_jax.models.layers import _drop, attention, keep_mask, lora_delta_dropout
+from icma_jax.models.attention import cached_attention, chunked_attention
+from icma_jax.models.dropout import hashed_dropout as _drop
+from icma_jax.models.dropout import keep_mask
+from icma_jax.models.linear import lora_delta_dropout
 from icma_jax.models.llama import swiglu
 
 
@@ -20,36 +21,34 @@ def _close(xs, ys, tol=2e-6):
 @pytest.mark.parametrize("chunk", [4, 128])
 @pytest.mark.parametrize("window", [None, 3])
 @pytest.mark.parametrize("n,kh", [(6, 2), (4, 4)])
-def test_causal_attention_equals_plain_attention(window, n, kh, chunk, monkeypatch):
+def test_chunked_attention_equals_cached_attention(window, n, kh, chunk):
     """Values of the real rows and gradients, with several query chunks (4) and one (128)."""
-    monkeypatch.setattr(attention_lib, "CHUNK", chunk)
     b, t, h = 3, 11, 8
     k = jax.random.split(jax.random.key(0), 4)
     q, kk, v = (jax.random.normal(k[0], (b, t, n, h)), jax.random.normal(k[1], (b, t, kh, h)),
                 jax.random.normal(k[2], (b, t, kh, h)))
     mask = jnp.asarray(np.array([[1] * t, [0] * 4 + [1] * (t - 4), [0] * (t - 1) + [1]], np.int32))
     w = jax.random.normal(k[3], (b, t, n, h)) * mask[:, :, None, None]  # padding rows' outputs are unused
-    ref = lambda q, kk, v: attention(q, kk, v, mask, jnp.arange(t), window) * mask[:, :, None, None]  # noqa: E731
-    ours = lambda q, kk, v: causal_attention(q, kk, v, mask, window) * mask[:, :, None, None]  # noqa: E731
+    ref = lambda q, kk, v: cached_attention(q, kk, v, mask, jnp.arange(t), window) * mask[:, :, None, None]  # noqa: E731
+    ours = lambda q, kk, v: chunked_attention(q, kk, v, mask, window, chunk) * mask[:, :, None, None]  # noqa: E731
     _close([ours(q, kk, v)], [ref(q, kk, v)])
     grads = [jax.grad(lambda *x: jnp.sum(f(*x) * w), argnums=(0, 1, 2))(q, kk, v) for f in (ours, ref)]
     _close(*grads, tol=5e-6)
 
 
-def test_packed_segments_attend_like_separate_rows(monkeypatch):
+def test_packed_segments_attend_like_separate_rows():
     """Two sequences packed in one row (segment ids 1, 2, then padding) = each in a left-padded row of its own."""
-    monkeypatch.setattr(attention_lib, "CHUNK", 4)
     t, n, kh, h, la, lb = 13, 4, 2, 8, 5, 6
     k = jax.random.split(jax.random.key(5), 3)
     q, kk, v = (jax.random.normal(k[0], (1, t, n, h)), jax.random.normal(k[1], (1, t, kh, h)),
                 jax.random.normal(k[2], (1, t, kh, h)))
     seg = jnp.asarray([[1] * la + [2] * lb + [0] * (t - la - lb)], jnp.int32)
-    packed = causal_attention(q, kk, v, seg, None)[0]
+    packed = chunked_attention(q, kk, v, seg, None, chunk=4)[0]
     for lo, hi in ((0, la), (la, la + lb)):
         pad = t - (hi - lo)
         row = lambda x: jnp.pad(x[:, lo:hi], ((0, 0), (pad, 0), (0, 0), (0, 0)))  # noqa: E731
         mask = jnp.asarray([[0] * pad + [1] * (hi - lo)], jnp.int32)
-        alone = causal_attention(row(q), row(kk), row(v), mask, None)[0, pad:]
+        alone = chunked_attention(row(q), row(kk), row(v), mask, None, chunk=4)[0, pad:]
         np.testing.assert_allclose(packed[lo:hi], alone, rtol=1e-5, atol=1e-6)
 
 

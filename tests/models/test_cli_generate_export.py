@@ -10,7 +10,9 @@ import pytest
 from icma_jax.cli import main
 from icma_jax.eval.generate import GenerationConfig, generate
 from icma_jax.models.loading import load_model
-from icma_jax.models.lora import LoraConfig, export_peft, init_lora
+from icma_jax.models.config import LoraConfig
+from icma_jax.models.lora import init_lora
+from icma_jax.models.peft import export_peft
 
 pytestmark = pytest.mark.torch
 

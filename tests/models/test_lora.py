@@ -9,7 +9,9 @@ import pytest
 
 from icma_jax.models.hf_weights import save_hf_checkpoint
 from icma_jax.models.loading import load_model
-from icma_jax.models.lora import LoraConfig, export_peft, import_peft, init_lora, merge_lora, unmerge_lora
+from icma_jax.models.config import LoraConfig
+from icma_jax.models.lora import init_lora, merge_lora, unmerge_lora
+from icma_jax.models.peft import export_peft, import_peft
 
 pytestmark = pytest.mark.torch
 
@@ -51,7 +53,7 @@ def test_identity_at_init_merge_and_dropout(tmp_path, hf, family):
 
 def test_lora_delta_backward_equals_autodiff():
     """The hand-written backward (small factors transposed) gives autodiff's gradients."""
-    from icma_jax.models.layers import lora_delta
+    from icma_jax.models.linear import lora_delta
 
     k = jax.random.split(jax.random.key(0), 4)
     h, a, b, w = (jax.random.normal(k[0], (24, 10)), jax.random.normal(k[1], (10, 3)),
