@@ -61,8 +61,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="first N test molecules only (0 = all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hybrid-weight", type=float, default=1.0,
-                    help="GIN-cosine weight of the morgan+gin row (held-out part of validation, encoders with "
-                         "atom extras: weights 0.25-2 all scored BLEU-4 .356-.364, no better than the GIN alone)")
+                    help="GIN-cosine weight of the morgan+gin row (results per weight: docs/RESULTS.md)")
     args = ap.parse_args()
     try:
         database, db_name = load_dataset_split("chebi20", "train", args.data_dir), "train"

