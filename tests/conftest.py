@@ -51,6 +51,12 @@ def _find_shared_data() -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
+def chebi_slice() -> pathlib.Path:
+    """A data root holding the first 40 rows of ChEBI-20 validation and test (tests/testdata, committed)."""
+    return REPO / "tests" / "testdata"
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> pathlib.Path:
     """`../shared/data`: ChEBI-20 validation/test, PubChem324k, the SciBERT vocab."""
     return _find_shared_data()

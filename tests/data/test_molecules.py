@@ -20,7 +20,7 @@ def test_canonical_and_inchi():
     assert inchi("C1CC(") is None
 
 
-def test_chebi_doubled_backslash_parses(shared_data):
+def test_chebi_doubled_backslash_parses(chebi_slice):
     from icma_jax.data.records import load_split
-    rec = load_split(shared_data / "chebi20/test.txt").records[0]
+    rec = load_split(chebi_slice / "chebi20/test.txt").records[0]
     assert "\\\\" in rec.smiles and parse_smiles(rec.smiles).GetNumAtoms() > 10
