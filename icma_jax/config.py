@@ -42,11 +42,8 @@ def _one_of(name: str, value: Any, allowed: tuple) -> None:
 
 def _at_least(name: str, value: float | None, low: float, unset: str = "") -> None:
     """`value >= low`; `unset` (what None means) marks an optional field and is named in the message."""
-    if value is None and unset:
-        return
-    if value < low:
-        hint = f" or None ({unset})" if unset else ""
-        raise ValueError(f"config field {name}={value!r} must be >= {low}{hint}")
+    if not (value is None and unset) and value < low:
+        raise ValueError(f"config field {name}={value!r} must be >= {low}" + (f" or None ({unset})" if unset else ""))
 
 
 def _set_or_none(name: str, value: str | None, unset: str) -> None:
@@ -291,17 +288,10 @@ class Config:
             raise ValueError("config fields prompt.zero_shot=True and selection.n_examples>0 contradict each other")
 
 
-def _group_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _optional(hint: Any) -> Any:
     """`X` for a hint `X | None`, else None."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(hint)) == 2:
-            return args[0]
-    return None
+    args = typing.get_args(hint)
+    return args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and args[1:] == (type(None),) else None
 
 
 def _coerce(path: str, value: Any, hint: Any) -> Any:
@@ -325,12 +315,13 @@ def _coerce(path: str, value: Any, hint: Any) -> Any:
 
 def declared_keys() -> list[str]:
     """Every dotted key the run config declares, e.g. `train.lr`."""
-    return [f"{group}.{f.name}" for group, cls in _group_types(Config).items() for f in dataclasses.fields(cls)]
+    groups = typing.get_type_hints(Config).items()
+    return [f"{group}.{f.name}" for group, cls in groups for f in dataclasses.fields(cls)]
 
 
 def unknown_key(key: str) -> ValueError:
     """The error for a key the config does not declare, naming the nearest declared key when one is close."""
-    known = declared_keys() if "." in key else list(_group_types(Config))
+    known = declared_keys() if "." in key else list(typing.get_type_hints(Config))
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]}?)" if close else " (keys are declared in icma_jax/config.py)"
     return ValueError(f"unknown config key {key}{hint}")
@@ -340,13 +331,13 @@ def from_config_dict(cfg: Mapping[str, Any] | ml_collections.ConfigDict) -> Conf
     """Converts a (Config)dict into a validated `Config`; unknown keys raise `ValueError` with their path."""
     if isinstance(cfg, ml_collections.ConfigDict):
         cfg = cfg.to_dict()
-    groups = _group_types(Config)
+    groups = typing.get_type_hints(Config)
     for group in sorted(set(cfg) - set(groups)):
         raise unknown_key(group)
     built = {}
     for group, cls in groups.items():
         values = dict(cfg.get(group) or {})
-        hints = _group_types(cls)
+        hints = typing.get_type_hints(cls)
         for key in sorted(set(values) - set(hints)):
             raise unknown_key(f"{group}.{key}")
         built[group] = cls(**{k: _coerce(f"{group}.{k}", v, hints[k]) for k, v in values.items()})
@@ -362,8 +353,8 @@ def default_config_dict() -> ml_collections.ConfigDict:
     """A ConfigDict holding every declared key at its default (a typed placeholder where the default is
     None, so `--config.group.key=value` overrides still parse); config files start from this."""
     out = ml_collections.ConfigDict()
-    for group, cls in _group_types(Config).items():
-        sub, hints = ml_collections.ConfigDict(), _group_types(cls)
+    for group, cls in typing.get_type_hints(Config).items():
+        sub, hints = ml_collections.ConfigDict(), typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             sub[f.name] = config_dict.placeholder(_optional(hints[f.name])) if f.default is None else f.default
         out[group] = sub

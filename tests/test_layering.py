@@ -155,7 +155,8 @@ def test_the_reader_sees_hidden_imports_and_cycles(tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "models" / "a.py").write_text("from icma_jax.models import b\n")
     (pkg / "models" / "b.py").write_text("def f():\n    from .c import g\n")
-    (pkg / "models" / "c.py").write_text("import typing\nif typing.TYPE_CHECKING:\n    from icma_jax.models.a import A\n")
+    (pkg / "models" / "c.py").write_text("import typing\n"
+                                         "if typing.TYPE_CHECKING:\n    from icma_jax.models.a import A\n")
     (pkg / "data" / "d.py").write_text("def h():\n    import icma_jax.models.a\n")
     graph = imports(pkg)
     assert cycles(graph) == [["icma_jax.models.a", "icma_jax.models.b", "icma_jax.models.c"]]

@@ -1,7 +1,7 @@
 """The backbone of a run: model module, tokenizer, frozen base tree and trainable tree, born sharded.
 
-`tiny` is a random 2-layer Llama over the character tokenizer (tests, no files); every other name goes
-through `icma_jax.models.loading.load_model` (`model.path` or `model.name`: a known name such as
+`tiny` is a random 2-layer Llama over the character tokenizer (tests, no files); every other source goes
+through `icma_jax.models.loading.load_model` (the run's `model.path` or `model.name`: a known name such as
 `smollm2-135m`, a local HF directory or GGUF file, or a hub id when online).
 """
 
@@ -14,14 +14,14 @@ import flax.linen as nn
 import jax
 from jax.sharding import Mesh
 
-from icma_jax.config import ModelConfig
 from icma_jax.data.char_tokenizer import char_tokenizer
+from icma_jax.models import LoraConfig
 from icma_jax.models.config import LMConfig, config_from_hf, read_config
 from icma_jax.models.gguf_weights import GGUFSource
 from icma_jax.models.loading import load_model
+from icma_jax.models.lora import init_lora
 from icma_jax.models.registry import resolve_model
 from icma_jax.models.tokenizer import load_tokenizer
-from icma_jax.models.lora import LoraConfig, init_lora
 from icma_jax.models.transformer import CausalLM, abstract_variables, build_model
 from icma_jax.sharding import param_shardings
 
@@ -61,36 +61,38 @@ def _count(tree: PyTree) -> int:
     return int(sum(x.size for x in jax.tree.leaves(tree)))
 
 
-def describe(cfg: ModelConfig) -> tuple[LMConfig, Any]:
-    """The architecture and tokenizer of `cfg`'s model, read without loading weights or compiling anything."""
-    if cfg.name == "tiny":
+def describe(source: str, dtype: str, param_dtype: str) -> tuple[LMConfig, Any]:
+    """The architecture (activations in `dtype`, weights in `param_dtype`) and tokenizer of the model at
+    `source`, read without loading weights or compiling anything."""
+    if source == "tiny":
         tokenizer = char_tokenizer()
-        return tiny_lm_config(len(tokenizer), cfg.compute_dtype, cfg.param_dtype), tokenizer
-    source = resolve_model(cfg.path or cfg.name)
-    if source.kind == "gguf":
-        lm_config = config_from_hf(GGUFSource(source.path).hf_config(), where=str(source.path),
-                                   dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype)
+        return tiny_lm_config(len(tokenizer), dtype, param_dtype), tokenizer
+    found = resolve_model(source)
+    if found.kind == "gguf":
+        lm_config = config_from_hf(GGUFSource(found.path).hf_config(), where=str(found.path), dtype=dtype,
+                                   param_dtype=param_dtype)
     else:
-        lm_config = read_config(source.directory, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype)
-    return lm_config, load_tokenizer(source)
+        lm_config = read_config(found.directory, dtype=dtype, param_dtype=param_dtype)
+    return lm_config, load_tokenizer(found)
 
 
-def load_backbone(cfg: ModelConfig, lm_config: LMConfig, tokenizer: Any, mesh: Mesh, key: jax.Array) -> Backbone:
-    """Module and parameter trees for `cfg`, sharded over `mesh` (LoRA adapters fresh from `key`)."""
+def load_backbone(source: str, lm_config: LMConfig, tokenizer: Any, mesh: Mesh, key: jax.Array, *,
+                  lora: LoraConfig | None, remat: bool = False) -> Backbone:
+    """Module and parameter trees of the model at `source`, sharded over `mesh`; with `lora`, fresh adapters
+    from `key` are the trainable tree, else every weight is."""
     init_key, lora_key = jax.random.split(key)
-    if cfg.name == "tiny":
+    if source == "tiny":
         params, sharding = _random_params(build_model(lm_config), mesh, init_key)
     else:
-        loaded = load_model(cfg.path or cfg.name, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype, mesh=mesh,
+        loaded = load_model(source, dtype=lm_config.dtype, param_dtype=lm_config.param_dtype, mesh=mesh,
                             tokenizer=False)
         params = loaded.params
         sharding = param_shardings(abstract_variables(build_model(lm_config))["params"], mesh)
     n_params = _count(params)
-    if cfg.finetune == "full":
-        module = build_model(lm_config, remat=cfg.remat)
+    if lora is None:
+        module = build_model(lm_config, remat=remat)
         return Backbone(module, lm_config, tokenizer, {}, {}, params, sharding, n_params)
-    lora = LoraConfig.for_family(lm_config.family, rank=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
-    module = build_model(lm_config, lora, remat=cfg.remat)
+    module = build_model(lm_config, lora, remat=remat)
     abstract_lora = jax.eval_shape(lambda k: init_lora(module, lora, k), lora_key)
     lora_sharding = jax.tree.map(lambda _: jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
                                  abstract_lora)

@@ -22,8 +22,14 @@ from icma_jax.data.prompts import Encoded, Pair, PromptReport
 from icma_jax.data.records import Split
 from icma_jax.data.sources import load_dataset_split
 from icma_jax.progress import track
-from icma_jax.retrieval import (Neighbours, SelectionConfig, read_neighbours_jsonl, retrieve, select,
-                                write_neighbours_jsonl)
+from icma_jax.retrieval import (
+    Neighbours,
+    SelectionConfig,
+    read_neighbours_jsonl,
+    retrieve,
+    select,
+    write_neighbours_jsonl,
+)
 
 
 @dataclasses.dataclass(frozen=True)

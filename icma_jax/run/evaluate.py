@@ -1,7 +1,8 @@
 """The evaluation pass: in-context prompts for the test queries → generation → answers → files + metrics.
 
 Writes `DIR/predictions_<tag>.tsv` (MolT5's layout) and `DIR/eval_<tag>.json` (the metric suite, the
-decoding settings, the prompt truncation counts and the metric tokenizer used).
+decoding settings, the prompt truncation counts and the metric tokenizer used). The run config is read once,
+by `plan`; everything after it works from the `EvalPlan` and the libraries' own configs.
 """
 
 from __future__ import annotations
@@ -17,105 +18,126 @@ import numpy as np
 from icma_jax.config import Config
 from icma_jax.data import prompts
 from icma_jax.data.batching import pad_prompts
-from icma_jax.run.context import pairs, select_examples, selection_config
-from icma_jax.data.records import Split
 from icma_jax.data.prompts import PromptReport
+from icma_jax.data.records import Split
 from icma_jax.eval import metrics as metrics_lib
 from icma_jax.eval.answer import extract_answer
 from icma_jax.eval.generate import GenerationConfig, decoding_layout, generate_tokens
 from icma_jax.models.transformer import build_model
 from icma_jax.progress import Stage, track
+from icma_jax.retrieval import SelectionConfig
+from icma_jax.run import outputs
+from icma_jax.run.context import pairs, select_examples, selection_config
 
 
-def _prompt_ids(cfg: Config, database: Split, queries: Split, neighbours, tokenizer, zero_shot: bool, max_len: int):
+@dataclasses.dataclass(frozen=True)
+class EvalPlan:
+    """What evaluation needs of the run config."""
+
+    task: str
+    dataset: str
+    selection: SelectionConfig  # seeded apart from training's selections
+    zero_shot: bool
+    max_prompt_len: int  # prompt tokens kept: the cutoff minus the answer's room
+    generation: GenerationConfig  # its seed is offset by each batch's first row
+    batch_size: int
+    first_line: bool  # answer rule: the first line after the first marker (else the original's last marker)
+    metric_tokenizer: str
+    lora: bool  # the trainable tree holds adapters over the frozen base
+    decoding: tuple[tuple[str, Any], ...]  # the eval.* keys, recorded in eval_<tag>.json
+
+
+def plan(cfg: Config) -> EvalPlan:
+    """The evaluation settings of run config `cfg` (the paper's sampling settings, or greedy)."""
+    e = cfg.eval
+    gen = GenerationConfig(max_new_tokens=e.max_new_tokens, greedy=e.decoding == "greedy",
+                           temperature=e.temperature or 1.0, top_k=e.top_k, top_p=e.top_p,
+                           repetition_penalty=e.penalty_for(cfg.data.task), seed=cfg.train.seed)
+    return EvalPlan(task=cfg.data.task, dataset=cfg.data.dataset, selection=selection_config(cfg, cfg.train.seed + 1),
+                    zero_shot=cfg.prompt.zero_shot, max_prompt_len=cfg.prompt.cutoff_len - e.max_new_tokens,
+                    generation=gen, batch_size=e.batch_size, first_line=e.answer_rule == "first_line",
+                    metric_tokenizer=e.metric_tokenizer, lora=cfg.model.finetune == "lora",
+                    decoding=tuple(dataclasses.asdict(e).items()))
+
+
+def _prompt_ids(p: EvalPlan, database: Split, queries: Split, neighbours, tokenizer, zero_shot: bool):
     """Inference prompts for `queries` (examples selected as in training, seeded apart)."""
     db, queries = pairs(database), pairs(queries)
-    chosen = ([[] for _ in queries] if zero_shot
-              else select_examples(neighbours[:len(queries)], selection_config(cfg, cfg.train.seed + 1)))
+    chosen = [[] for _ in queries] if zero_shot else select_examples(neighbours[:len(queries)], p.selection)
     tokenize = prompts.tokenize_fn(tokenizer)
     report, out = PromptReport(), []
     rows_of = track(zip(queries, chosen), "prompts: evaluation", total=len(queries), unit="prompt",
                     quiet=jax.process_index() != 0)
     for q, rows in rows_of:
-        ids, _, rep = prompts.encode_source(cfg.data.task, q, [db[i] for i in rows], tokenizer, max_len=max_len,
-                                            reverse=cfg.selection.reverse, zero_shot=zero_shot, tokenize=tokenize)
+        ids, _, rep = prompts.encode_source(p.task, q, [db[i] for i in rows], tokenizer, max_len=p.max_prompt_len,
+                                            reverse=p.selection.reverse, zero_shot=zero_shot, tokenize=tokenize)
         out.append(ids)
         report.add(rep)
     return out, report
 
 
-def generation_config(cfg: Config, seed: int) -> GenerationConfig:
-    """The configured decoding (the paper's sampling settings, or greedy)."""
-    return GenerationConfig(max_new_tokens=cfg.eval.max_new_tokens, greedy=cfg.eval.decoding == "greedy",
-                            temperature=cfg.eval.temperature or 1.0, top_k=cfg.eval.top_k, top_p=cfg.eval.top_p,
-                            repetition_penalty=cfg.eval.penalty_for(cfg.data.task), seed=seed)
-
-
-def generate_answers(cfg: Config, module, params, lora_params, tokenizer, prompt_ids: list[np.ndarray],
-                     seed: int) -> list[str]:
+def generate_answers(p: EvalPlan, module, params, lora_params, tokenizer, prompt_ids: list[np.ndarray]
+                     ) -> list[str]:
     """Extracted answers for every prompt, in order; batches have one fixed shape (one compile).
 
     Rows past the end of the last batch repeat its first prompt; their outputs are discarded.
     """
-    bs = cfg.eval.batch_size
-    length = int(np.ceil(max(len(p) for p in prompt_ids) / 64) * 64)  # few distinct shapes across runs
+    bs = p.batch_size
+    length = int(np.ceil(max(len(ids) for ids in prompt_ids) / 64) * 64)  # few distinct shapes across runs
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos_ids = tuple(sorted({tokenizer.eos_token_id, *module.config.eos_token_ids} - {None}))
     module, params = decoding_layout(module, params, lora_params)  # one weight copy (LoRA merged), not one per batch
-    lora_params = None
     answers = []
     stage = Stage("generation", total=len(prompt_ids), unit="prompt", quiet=jax.process_index() != 0)
     for start in range(0, len(prompt_ids), bs):
         chunk = list(prompt_ids[start:start + bs])
         batch = pad_prompts(chunk + [chunk[0]] * (bs - len(chunk)), length, bs, pad_id)
-        out_BxT = generate_tokens(module, params, batch.tokens_BxL, batch.mask_BxL,
-                                  generation_config(cfg, seed + start), eos_ids=eos_ids, pad_id=pad_id,
-                                  lora_params=lora_params)
+        gen = dataclasses.replace(p.generation, seed=p.generation.seed + start)
+        out_BxT = generate_tokens(module, params, batch.tokens_BxL, batch.segment_ids_BxL, gen, eos_ids=eos_ids,
+                                  pad_id=pad_id)
         for row in out_BxT[:len(chunk)]:
             ids = row.tolist()
             cut = next((i for i, t in enumerate(ids) if t in eos_ids), len(ids))
             text = tokenizer.decode(ids[:cut], skip_special_tokens=True)
-            answers.append(extract_answer(cfg.data.task, text, first_line=cfg.eval.answer_rule == "first_line"))
+            answers.append(extract_answer(p.task, text, first_line=p.first_line))
         stage.update(len(chunk))
     stage.close()
     return answers
 
 
-def score(cfg: Config, queries: Split, preds: list[str], workdir: pathlib.Path, tag: str,
+def score(p: EvalPlan, queries: Split, preds: list[str], workdir: pathlib.Path, tag: str,
           report: PromptReport) -> dict[str, Any]:
     """Writes predictions_<tag>.tsv and eval_<tag>.json; returns the metrics."""
-    if cfg.data.task == "mol2cap":
+    if p.task == "mol2cap":
         inputs, refs = queries.smiles, queries.texts
-        result = metrics_lib.mol2cap_metrics(refs, preds, tokenizer=cfg.eval.metric_tokenizer)
+        result = metrics_lib.mol2cap_metrics(refs, preds, tokenizer=p.metric_tokenizer)
     else:
         inputs, refs = queries.texts, queries.smiles
         result = metrics_lib.cap2mol_metrics(refs, preds)
-    if jax.process_index() == 0:
-        metrics_lib.write_predictions(workdir / f"predictions_{tag}.tsv", cfg.data.task, inputs, refs, preds)
-        doc = {"task": cfg.data.task, "dataset": cfg.data.dataset, "split": queries.name, "rows": len(preds),
-               "metrics": result, "decoding": dataclasses.asdict(cfg.eval),
-               "metric_tokenizer": cfg.eval.metric_tokenizer, "prompts": dataclasses.asdict(report)}
-        (workdir / f"eval_{tag}.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
+    if outputs.is_writer():  # every process decoded every row (jointly): one writes
+        with outputs.atomic_path(workdir / f"predictions_{tag}.tsv") as tmp:
+            metrics_lib.write_predictions(tmp, p.task, inputs, refs, preds)
+        doc = {"task": p.task, "dataset": p.dataset, "split": queries.name, "rows": len(preds),
+               "metrics": result, "decoding": dict(p.decoding),
+               "metric_tokenizer": p.metric_tokenizer, "prompts": dataclasses.asdict(report)}
+        outputs.write_text(workdir / f"eval_{tag}.json", json.dumps(doc, indent=2, default=float) + "\n")
     return result
 
 
-def evaluate_split(cfg: Config, backbone, trainable, database: Split, queries: Split, neighbours,
+def evaluate_split(p: EvalPlan, backbone, trainable, database: Split, queries: Split, neighbours,
                    workdir: pathlib.Path, tag: str = "test") -> dict[str, Any]:
     """In-context evaluation of the tuned model on `queries` (neighbours: database positions per query)."""
-    max_len = cfg.prompt.cutoff_len - cfg.eval.max_new_tokens
-    ids, report = _prompt_ids(cfg, database, queries, neighbours, backbone.tokenizer, cfg.prompt.zero_shot, max_len)
-    params, lora = (backbone.base, trainable) if cfg.model.finetune == "lora" else (trainable, None)
-    preds = generate_answers(cfg, backbone.module, params, lora, backbone.tokenizer, ids, cfg.train.seed)
-    return score(cfg, queries, preds, workdir, tag, report)
+    ids, report = _prompt_ids(p, database, queries, neighbours, backbone.tokenizer, p.zero_shot)
+    params, lora = (backbone.base, trainable) if p.lora else (trainable, None)
+    preds = generate_answers(p, backbone.module, params, lora, backbone.tokenizer, ids)
+    return score(p, queries, preds, workdir, tag, report)
 
 
-def evaluate_zero_shot(cfg: Config, queries: Split, workdir: pathlib.Path, backbone, base_params) -> dict[str, Any]:
+def evaluate_zero_shot(p: EvalPlan, queries: Split, workdir: pathlib.Path, backbone, base_params) -> dict[str, Any]:
     """The untuned model with ICMA's zero-shot prompt on the same molecules (the baseline)."""
-    max_len = cfg.prompt.cutoff_len - cfg.eval.max_new_tokens
-    ids, report = _prompt_ids(cfg, queries, queries, None, backbone.tokenizer, True, max_len)
-    module = build_model(backbone.lm_config)
-    preds = generate_answers(cfg, module, base_params, None, backbone.tokenizer, ids, cfg.train.seed)
-    return score(cfg, queries, preds, workdir, "test_zero_shot", report)
+    ids, report = _prompt_ids(p, queries, queries, None, backbone.tokenizer, True)
+    preds = generate_answers(p, build_model(backbone.lm_config), base_params, None, backbone.tokenizer, ids)
+    return score(p, queries, preds, workdir, "test_zero_shot", report)
 
 
 def results_table(results: dict[str, dict[str, Any]], task: str) -> str:

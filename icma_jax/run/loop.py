@@ -30,6 +30,7 @@ from icma_jax.training.checkpoint import Checkpointer, abstract_state
 from icma_jax.training.optim import make_optimizer
 from icma_jax.run.run_log import RunLog, count_summary
 from icma_jax.sharding import make_mesh
+from icma_jax.models import LoraConfig
 from icma_jax.training.state import create_state
 from icma_jax.training.step import StepConfig, check_finite, device_put_batch, make_train_step
 
@@ -107,8 +108,10 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
                                                                splits.valid) if s is not None):
         _log(summary)
 
+    eval_plan = evaluate.plan(cfg)
     mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
-    lm_config, tokenizer = backbone_lib.describe(cfg.model)
+    source = cfg.model.path or cfg.model.name
+    lm_config, tokenizer = backbone_lib.describe(source, cfg.model.compute_dtype, cfg.model.param_dtype)
     nb = context.neighbours_for_run(cfg, splits, workdir)
     seqs_for_epoch = _sequences(cfg, splits, nb.train, tokenizer)
     seqs, report = seqs_for_epoch(0)
@@ -125,7 +128,10 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
          f"{iterator.batches_per_epoch} batches per epoch; {total} steps")
 
     init_key, dropout_key = jax.random.split(jax.random.key(cfg.train.seed))
-    backbone = backbone_lib.load_backbone(cfg.model, lm_config, tokenizer, mesh, init_key)
+    lora = (LoraConfig.for_family(lm_config.family, rank=cfg.model.lora_rank, alpha=cfg.model.lora_alpha,
+                                  dropout=cfg.model.lora_dropout) if cfg.model.finetune == "lora" else None)
+    backbone = backbone_lib.load_backbone(source, lm_config, tokenizer, mesh, init_key, lora=lora,
+                                          remat=cfg.model.remat)
     n_trainable = int(sum(x.size for x in jax.tree.leaves(backbone.trainable)))
     n_total = backbone.n_params + (n_trainable if cfg.model.finetune == "lora" else 0)
     _log(count_summary(n_total, n_trainable))
@@ -171,8 +177,8 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
                 pending = None
                 ckpt.save(step, state, rng, iterator.state(), force=True)
             if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != total:
-                res = evaluate.evaluate_split(cfg, backbone, state.trainable, splits.database, splits.valid, nb.valid,
-                                              workdir, tag=f"valid_step{step}")
+                res = evaluate.evaluate_split(eval_plan, backbone, state.trainable, splits.database, splits.valid,
+                                              nb.valid, workdir, tag=f"valid_step{step}")
                 log.scalars("eval", step, res)
         if pending is not None:
             flush(pending)
@@ -183,11 +189,11 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
 
     results = {}
     if not cfg.eval.skip:
-        results["test"] = evaluate.evaluate_split(cfg, backbone, state.trainable, splits.database, splits.test,
+        results["test"] = evaluate.evaluate_split(eval_plan, backbone, state.trainable, splits.database, splits.test,
                                                   nb.test, workdir)
         if cfg.eval.zero_shot_baseline:
             untuned = backbone.base if cfg.model.finetune == "lora" else backbone.trainable  # never donated
-            results["zero_shot"] = evaluate.evaluate_zero_shot(cfg, splits.test, workdir, backbone, untuned)
+            results["zero_shot"] = evaluate.evaluate_zero_shot(eval_plan, splits.test, workdir, backbone, untuned)
         _log(evaluate.results_table(results, cfg.data.task))
     return results
 

@@ -48,7 +48,7 @@ def make_run(workdir: pathlib.Path, data_dir: pathlib.Path, task: str) -> pathli
     preds[1] = ""
     if task == "cap2mol":
         preds[2] = "C1CC(N"  # unclosed ring and branch: RDKit cannot parse it
-    evaluate.score(cfg, splits.test, preds, workdir, "test", PromptReport(prompts=len(preds)))
+    evaluate.score(evaluate.plan(cfg), splits.test, preds, workdir, "test", PromptReport(prompts=len(preds)))
     log = RunLog(workdir, total_steps=5, start_step=0)
     for step in range(1, 6):
         log.step(step, {"loss": 4.0 / step, "lr": 1e-3, "grad_norm": 1.0, "label_tokens": 64, "tokens_per_s": 9.0})
