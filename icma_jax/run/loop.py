@@ -147,7 +147,7 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
         _log(f"resumed from {ckpt.directory}/{int(state.step)} (data position {data_pos})")
     step_fn = make_train_step(backbone.module.apply, optimizer, mesh, state_sharding, backbone.base_sharding,
                               StepConfig(mode=cfg.model.finetune, accum_steps=cfg.train.grad_accum,
-                                         compute_dtype=None, dropout=True,
+                                         cast_weights_to=None, dropout=True,
                                          loss_normalization=cfg.train.loss_normalization))
 
     start = int(state.step)

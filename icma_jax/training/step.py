@@ -29,7 +29,7 @@ class StepConfig:
 
     mode: str = "lora"  # "lora": differentiate the "lora" collection; "full": differentiate "params"
     accum_steps: int = 1  # micro-batches per update; the loss is a token mean over all of them
-    compute_dtype: str | None = None  # e.g. "bfloat16": cast params for the forward; grads/opt stay fp32
+    cast_weights_to: str | None = None  # e.g. "bfloat16": weights cast inside the loss; grads/opt stay fp32
     dropout: bool = True  # apply the model's dropout (deterministic=False) while training
     # token_mean: summed NLL / label tokens of the whole batch (transformers >= 4.46); micro_mean: the mean of
     # each micro-batch's token mean (transformers <= 4.45, which the original ICMA release trained with)
@@ -43,8 +43,8 @@ class StepConfig:
                              f"got {self.loss_normalization!r}")
         if self.accum_steps < 1:
             raise ValueError(f"StepConfig.accum_steps must be >= 1, got {self.accum_steps}")
-        if self.compute_dtype is not None:
-            jnp.dtype(self.compute_dtype)  # raises TypeError on an unknown dtype name
+        if self.cast_weights_to is not None:
+            jnp.dtype(self.cast_weights_to)  # raises TypeError on an unknown dtype name
 
 
 def causal_lm_loss_sums(logits_BxLxV: jax.Array, labels_BxL: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -69,7 +69,7 @@ def _cast_floats(tree: PyTree, dtype: str | None) -> PyTree:
 
 
 def _variables(config: StepConfig, trainable: PyTree, base: PyTree) -> dict:
-    trainable, base = _cast_floats(trainable, config.compute_dtype), _cast_floats(base, config.compute_dtype)
+    trainable, base = _cast_floats(trainable, config.cast_weights_to), _cast_floats(base, config.cast_weights_to)
     return {"params": base, "lora": trainable} if config.mode == "lora" else {"params": trainable}
 
 

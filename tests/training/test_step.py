@@ -197,7 +197,7 @@ def test_bf16_compute_keeps_fp32_state_and_is_close(tiny_lm):
     module, params, lora = tiny_lm
     batches = [make_batch(s, 4, 12) for s in range(2)]
     f32, h32, _ = _run(module, params, lora, batches, mesh_of(1, 1), StepConfig(dropout=False))
-    b16, h16, _ = _run(module, params, lora, batches, mesh_of(1, 1), StepConfig(dropout=False, compute_dtype="bfloat16"))
+    b16, h16, _ = _run(module, params, lora, batches, mesh_of(1, 1), StepConfig(dropout=False, cast_weights_to="bfloat16"))
     assert {x.dtype for x in jax.tree.leaves(b16.trainable)} == {np.dtype(np.float32)}
     assert {x.dtype for x in jax.tree.leaves(b16.opt_state) if np.ndim(x)} == {np.dtype(np.float32)}
     for a, b in zip(h32, h16):
@@ -252,4 +252,4 @@ def test_step_config_validates():
         StepConfig(mode="qlora")
     with pytest.raises(ValueError, match="accum_steps"):
         StepConfig(accum_steps=0)
-    assert dataclasses.replace(StepConfig(), compute_dtype="bfloat16").compute_dtype == "bfloat16"
+    assert dataclasses.replace(StepConfig(), cast_weights_to="bfloat16").cast_weights_to == "bfloat16"
