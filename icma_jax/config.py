@@ -85,8 +85,7 @@ class DataConfig:
 class RetrievalConfig:
     """How context examples are found (ICMA_SPEC §2)."""
 
-    method: str = "auto"  # auto = bm25 for cap2mol, gnn (with encoder_path) or morgan for mol2cap; files = read
-    # neighbours_dir; else one of icma_jax.retrieval.METHODS
+    method: str = "auto"  # auto: bm25 (cap2mol), gnn with encoder_path else morgan (mol2cap); files: neighbours_dir
     num_candidates: int = 10  # neighbours kept per query, best first
     neighbours_dir: str | None = None  # folder of neighbour files (method=files); written to DIR/neighbours otherwise
     encoder_path: str | None = None  # GIN for method=gnn: a `train-encoder` folder or a Mole-BERT state_dict
@@ -182,8 +181,7 @@ class TrainConfig:
     loss_normalization: str = "token_mean"  # token_mean: NLL over the label tokens of the whole step (transformers
     # >= 4.46); micro_mean: the mean of each micro-batch's own token mean (transformers <= 4.45, the original's)
     buckets: tuple[int, ...] = (256, 512, 1024, 2048)  # padded lengths; the last must be >= cutoff_len
-    pack_length: int | None = None  # set: pack several sequences into rows of this many tokens (batch_size then
-    # counts rows, sequences per step vary; no padding is computed); None: one sequence per row, the original's
+    pack_length: int | None = None  # set: sequences packed into rows of this many tokens (batch_size counts rows)
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     eval_every: int | None = None  # None = evaluate (the test split) only after training
