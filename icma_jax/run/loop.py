@@ -22,15 +22,13 @@ import numpy as np
 
 from icma_jax import config as config_lib
 from icma_jax.config import Config
-from icma_jax.run import context
 from icma_jax.data.batching import BatchIterator, loss_window
-from icma_jax.run import evaluate
-from icma_jax.run import backbone as backbone_lib
-from icma_jax.training.checkpoint import Checkpointer, abstract_state
-from icma_jax.training.optim import make_optimizer
+from icma_jax.models import LoraConfig
+from icma_jax.run import backbone as backbone_lib, context, evaluate
 from icma_jax.run.run_log import RunLog, count_summary
 from icma_jax.sharding import make_mesh
-from icma_jax.models import LoraConfig
+from icma_jax.training.checkpoint import Checkpointer, abstract_state
+from icma_jax.training.optim import make_optimizer
 from icma_jax.training.state import create_state
 from icma_jax.training.step import StepConfig, check_finite, device_put_batch, make_train_step
 
