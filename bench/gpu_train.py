@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from icma_jax.data.batching import Batch
+from icma_jax.data.batching import Batch, batch_from_labels
 from icma_jax.models.config import LMConfig, config_from_hf
 from icma_jax.models.lora import LoraConfig, init_lora
 from icma_jax.models.transformer import abstract_variables, build_model
@@ -84,7 +84,7 @@ def _batch(b: int, length: int, vocab: int) -> Batch:
     mask[0, : length // 8], tokens[0, : length // 8] = 0, 0  # some left padding
     labels = np.where(mask > 0, tokens, -100).astype(np.int32)
     labels[:, : length // 2] = -100  # prompt part
-    return Batch(tokens, mask, labels)
+    return batch_from_labels(tokens, mask, labels)
 
 
 def bench_model(name: str, fields: dict, mode: str, batch: int, remat: bool, length: int, steps: int,

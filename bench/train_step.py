@@ -38,7 +38,7 @@ import time
 import numpy as np
 
 from icma_jax import host_memory
-from icma_jax.data.batching import Batch
+from icma_jax.data.batching import Batch, batch_from_labels
 
 SMOLLM2_135M = dict(vocab_size=49152, d_model=576, n_heads=9, n_kv_heads=3, head_dim=64, d_ff=1536,
                     max_positions=8192, norm_eps=1e-5, rope_theta=100000.0, tie_embeddings=True)
@@ -85,7 +85,7 @@ def icma_batch(b: int, length: int, data_dir: str) -> tuple[Batch, list]:
                 seqs.append(enc)
         start = stop
     batch = pad_batch(seqs, length, b, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-    n_real, n_loss = int(batch.mask_BxL.sum()), int((batch.labels_BxL != -100).sum())
+    n_real, n_loss = int((batch.segment_ids_BxL > 0).sum()), int((batch.targets_BxW != -100).sum())
     print(f"icma batch: {b} Mol2Cap n=2 prompts, {n_real} of {b * length} positions real, "
           f"{n_loss} answer tokens ({n_loss / n_real:.0%} of the real ones)")
     return batch, seqs
@@ -98,7 +98,7 @@ def packed_batch(seqs: list, pack_length: int) -> Batch:
     (rows,) = first_fit([len(s.ids) for s in seqs], pack_length, len(seqs))
     batch = pack_batch([[seqs[i] for i in row] for row in rows], pack_length, len(rows), 0)
     print(f"packed: the same {len(seqs)} prompts in {len(rows)} rows of {pack_length} "
-          f"({int(batch.mask_BxL.astype(bool).sum())} of {batch.mask_BxL.size} positions real)")
+          f"({int((batch.segment_ids_BxL > 0).sum())} of {batch.segment_ids_BxL.size} positions real)")
     return batch
 
 
@@ -132,9 +132,10 @@ def jax_step(shape: dict, args: argparse.Namespace, batch: Batch, lr: float, rep
     holder = {"state": state, "rng": jax.random.key(2)}
     batch = loss_window(batch)  # the pipeline's loss window: the head runs only where labels are
     dev_batch = device_put_batch(batch, mesh)
-    where = "the last" if batch.label_pos_BxW is None else "gathered"
+    tail = (np.diff(batch.target_pos_BxW, axis=1) == 1).all() and (batch.target_pos_BxW == batch.target_pos_BxW[:1]).all()
+    where = "the last" if tail else "gathered"
     print(f"ours: {count_params(params) / 1e6:.1f}M base params, {count_params(lora) / 1e6:.2f}M LoRA params; "
-          f"vocabulary head on {where} {batch.labels_BxL.shape[1]} of {batch.tokens_BxL.shape[1]} positions a row")
+          f"vocabulary head on {where} {batch.targets_BxW.shape[1]} of {batch.tokens_BxL.shape[1]} positions a row")
     if report_memory:  # compile ahead of time (the one compilation) to read XLA's buffer accounting
         rss_before = _rss_mib()
         compiled = step_fn.lower(state, params, dev_batch, holder["rng"]).compile()
@@ -173,7 +174,10 @@ def torch_step(shape: dict, args: argparse.Namespace, batch: Batch, lr: float):
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, betas=(0.9, 0.999),
                             eps=1e-8, weight_decay=0.0)
-    tokens, mask, labels = (torch.tensor(x, dtype=torch.long) for x in batch[:3])
+    # HF shifts inside the model: undo our shift (a full-width batch: position t predicts token t + 1)
+    labels_BxL = np.concatenate([np.full((len(batch.targets_BxW), 1), -100), batch.targets_BxW[:, :-1]], axis=1)
+    tokens, mask, labels = (torch.tensor(x, dtype=torch.long) for x in (batch.tokens_BxL, batch.segment_ids_BxL,
+                                                                       labels_BxL))
     n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"transformers+peft: {n_lora / 1e6:.2f}M LoRA params, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
@@ -279,7 +283,7 @@ def main() -> None:
     if args.data == "icma":
         batch, seqs = icma_batch(args.batch, args.length, args.data_dir)
     else:
-        batch = Batch(*make_batch(args.batch, args.length, shape["vocab_size"]))
+        batch = batch_from_labels(*make_batch(args.batch, args.length, shape["vocab_size"]))
     packed = packed_batch(seqs, args.pack_length) if seqs is not None and args.pack_length else None
     sides = {"ours": jax_step(shape, args, batch, 1e-4)}
     if packed is not None:
@@ -308,7 +312,7 @@ def main() -> None:
             t0 = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - t0)
-    tokens = int(batch.mask_BxL.astype(bool).sum())  # real tokens: the same on every side
+    tokens = int((batch.segment_ids_BxL > 0).sum())  # real tokens: the same on every side
     tps = {name: tokens / statistics.median(ts) for name, ts in times.items()}
     for name, ts in times.items():
         print(f"{name}: median {statistics.median(ts) * 1e3:.0f} ms/step, {tps[name]:.0f} real tokens/s "

@@ -1,6 +1,6 @@
 """Fixed-shape padded batches, length buckets and the deterministic, resumable host iterator.
 
-Dimension letters: B batch rows, L tokens. Sequences are left-padded (ICMA pads on the left; the model
+Dims (package legend): B batch rows, L tokens, W target positions. Sequences are left-padded (ICMA pads on the left; the model
 derives positions from the mask) to the smallest bucket that holds them, so the train step compiles once
 per bucket. Each epoch is a seeded shuffle: `epoch_plan(epoch)` depends only on (seed, epoch, lengths),
 and the iterator position `(epoch, index)` is all a checkpoint needs to resume it exactly.
@@ -18,14 +18,23 @@ from icma_jax.data.prompts import IGNORE, Encoded
 
 
 class Batch(NamedTuple):
-    """A padded batch; `labels_BxL` is aligned with `tokens_BxL` (the step shifts), -100 = no loss. After
-    `loss_window` it holds only the last W columns of the labels, or (with `label_pos_BxW`) the W targets
-    of the logits at positions `label_pos_BxW` (already shifted)."""
+    """What the train step consumes, already shifted: the logits at position `target_pos_BxW[b, w]` of row b
+    predict `targets_BxW[b, w]` (-100 = no target). A full-width batch (`batch_from_labels`) has W = L and
+    position w predicting token w + 1; `loss_window` narrows it to the positions that carry targets."""
 
     tokens_BxL: np.ndarray  # int32
-    mask_BxL: np.ndarray  # int32, 0 on padding; 1 on real tokens, or each packed sequence's segment id 1, 2, ...
-    labels_BxL: np.ndarray  # int32
-    label_pos_BxW: np.ndarray | None = None  # int32
+    segment_ids_BxL: np.ndarray  # int32, 0 on padding; 1 on real tokens, or each packed sequence's id 1, 2, ...
+    targets_BxW: np.ndarray  # int32
+    target_pos_BxW: np.ndarray  # int32, positions in 0 .. L-1
+
+
+def batch_from_labels(tokens_BxL: np.ndarray, segment_ids_BxL: np.ndarray, labels_BxL: np.ndarray) -> Batch:
+    """A full-width batch from labels aligned with the tokens (HF style, -100 = no loss): the target of
+    position t is the label of t + 1; the last position predicts nothing."""
+    b, length = labels_BxL.shape
+    targets_BxL = np.concatenate([labels_BxL[:, 1:], np.full((b, 1), IGNORE, np.int32)], axis=1).astype(np.int32)
+    target_pos_BxL = np.broadcast_to(np.arange(length, dtype=np.int32), (b, length)).copy()
+    return Batch(np.asarray(tokens_BxL, np.int32), np.asarray(segment_ids_BxL, np.int32), targets_BxL, target_pos_BxL)
 
 
 def bucket_for(length: int, buckets: Sequence[int]) -> int:
@@ -37,31 +46,27 @@ def bucket_for(length: int, buckets: Sequence[int]) -> int:
 
 
 def pad_batch(seqs: Sequence[Encoded], length: int, batch_size: int, pad_id: int) -> Batch:
-    """Left-pads `seqs` to `length`; rows past `len(seqs)` are all padding (mask 0, no loss). As in packed
-    rows, a sequence's first token is never a target: only padding precedes it (the original lets the last pad
-    position predict it, in every row shorter than its micro-batch)."""
+    """Left-pads `seqs` to `length` (a full-width batch, one sequence a row); rows past `len(seqs)` are all
+    padding (segment id 0, no targets). As in packed rows, a sequence's first token is never a target: only
+    padding precedes it (the original lets the last pad position predict it, in every row shorter than its
+    micro-batch)."""
     if len(seqs) > batch_size:
         raise ValueError(f"{len(seqs)} sequences do not fit a batch of {batch_size}")
-    tokens_BxL = np.full((batch_size, length), pad_id, np.int32)
-    mask_BxL = np.zeros((batch_size, length), np.int32)
-    labels_BxL = np.full((batch_size, length), IGNORE, np.int32)
-    for i, s in enumerate(seqs):
-        n = len(s.ids)
-        if n > length:
-            raise ValueError(f"sequence of {n} tokens does not fit length {length}")
-        tokens_BxL[i, length - n:] = s.ids
-        mask_BxL[i, length - n:] = 1
-        labels_BxL[i, length - n + 1:] = s.labels[1:]
-    return Batch(tokens_BxL, mask_BxL, labels_BxL)
+    for s in seqs:
+        if len(s.ids) > length:
+            raise ValueError(f"sequence of {len(s.ids)} tokens does not fit length {length}")
+    return pack_batch([[s] for s in seqs], length, batch_size, pad_id)
 
 
 def pack_batch(rows: Sequence[Sequence[Encoded]], length: int, batch_size: int, pad_id: int) -> Batch:
-    """Several sequences per row: row i holds `rows[i]` back to back, left-padded to `length`, the mask
-    holding segment ids 1, 2, ... (the model keeps them apart and restarts positions). A sequence's first
-    token is never a target (what precedes it belongs to another sequence)."""
+    """Several sequences per row (a full-width batch): row i holds `rows[i]` back to back, left-padded to
+    `length`, with segment ids 1, 2, ... (the model keeps them apart and restarts positions). A sequence's
+    first token is never a target (what precedes it belongs to another sequence)."""
     if len(rows) > batch_size:
         raise ValueError(f"{len(rows)} packed rows do not fit a batch of {batch_size}")
-    batch = pad_batch([], length, batch_size, pad_id)
+    tokens_BxL = np.full((batch_size, length), pad_id, np.int32)
+    segment_ids_BxL = np.zeros((batch_size, length), np.int32)
+    labels_BxL = np.full((batch_size, length), IGNORE, np.int32)
     for i, row in enumerate(rows):
         n = sum(len(s.ids) for s in row)
         if n > length:
@@ -69,10 +74,10 @@ def pack_batch(rows: Sequence[Sequence[Encoded]], length: int, batch_size: int, 
         at = length - n
         for seg, s in enumerate(row, start=1):
             stop = at + len(s.ids)
-            batch.tokens_BxL[i, at:stop], batch.mask_BxL[i, at:stop] = s.ids, seg
-            batch.labels_BxL[i, at + 1:stop] = s.labels[1:]
+            tokens_BxL[i, at:stop], segment_ids_BxL[i, at:stop] = s.ids, seg
+            labels_BxL[i, at + 1:stop] = s.labels[1:]
             at = stop
-    return batch
+    return batch_from_labels(tokens_BxL, segment_ids_BxL, labels_BxL)
 
 
 def first_fit(lengths: Sequence[int], pack_length: int, rows_per_batch: int) -> list[list[list[int]]]:
@@ -96,37 +101,40 @@ def first_fit(lengths: Sequence[int], pack_length: int, rows_per_batch: int) -> 
 
 
 def loss_window(batch: Batch, fractions: Sequence[int] = (8, 4, 2)) -> Batch:
-    """The batch narrowed to W label columns, W the smallest of L/8, L/4, L/2 (else L) that drops no label;
-    the train step then runs the vocabulary head on W positions instead of L.
+    """A full-width batch narrowed to W target positions, W the smallest of L/8, L/4, L/2 (else L) that drops
+    no target; the train step then runs the vocabulary head on W positions instead of L.
 
-    Left padding puts every answer at the end of its row, so without `train_on_inputs` the last W columns
-    (W about the longest answer) hold every label. Packed rows have answers inside the row: then the W
-    label-carrying positions of each row are gathered (`label_pos_BxW`), when that needs a smaller W. Label
-    column 0 is never predicted (nothing precedes it), so it may be dropped too. A few W per bucket keep
-    the number of compiled shapes small."""
-    length = batch.labels_BxL.shape[1]
-    has_label_BxL = batch.labels_BxL != IGNORE
-    has_label_BxL[:, 0] = False
-    has_label_L = has_label_BxL.any(axis=0)
-    first = int(np.argmax(has_label_L)) if has_label_L.any() else length
+    Left padding puts every answer at the end of its row, so without `train_on_inputs` the last W positions
+    before the final one (W about the longest answer) hold every target. Packed rows have answers inside
+    the row: then the W target-carrying positions of each row are gathered, when that needs a smaller W.
+    A few W per bucket keep the number of compiled shapes small."""
+    length = batch.tokens_BxL.shape[1]
+    if batch.targets_BxW.shape[1] != length:
+        raise ValueError(f"loss_window takes a full-width batch (W = L = {length}), got W = {batch.targets_BxW.shape[1]}")
+    has_target_BxL = batch.targets_BxW != IGNORE
+    has_target_L = has_target_BxL.any(axis=0)
+    first = int(np.argmax(has_target_L)) if has_target_L.any() else length
     widths = sorted(length // f for f in fractions if 1 <= length // f < length) + [length]
-    tail = next(w for w in widths if first >= length - w)
-    most = int(has_label_BxL.sum(axis=1).max())
+    tail = next(w for w in widths if first >= length - 1 - w)  # positions L-1-w .. L-2 (L-1 predicts nothing)
+    most = int(has_target_BxL.sum(axis=1).max())
     gathered = next((w for w in widths if w >= most), length)
+    b = len(has_target_BxL)
     if gathered < tail:
-        pos_BxW = np.zeros((len(has_label_BxL), gathered), np.int32)
-        labels_BxW = np.full((len(has_label_BxL), gathered), IGNORE, np.int32)
-        for i, row in enumerate(has_label_BxL):
+        pos_BxW = np.zeros((b, gathered), np.int32)
+        targets_BxW = np.full((b, gathered), IGNORE, np.int32)
+        for i, row in enumerate(has_target_BxL):
             (cols,) = np.nonzero(row)
-            pos_BxW[i, :len(cols)], labels_BxW[i, :len(cols)] = cols - 1, batch.labels_BxL[i, cols]
-        return batch._replace(labels_BxL=labels_BxW, label_pos_BxW=pos_BxW)
+            pos_BxW[i, :len(cols)], targets_BxW[i, :len(cols)] = cols, batch.targets_BxW[i, cols]
+        return batch._replace(targets_BxW=targets_BxW, target_pos_BxW=pos_BxW)
     if tail < length:
-        return batch._replace(labels_BxL=np.ascontiguousarray(batch.labels_BxL[:, length - tail:]))
+        cols = slice(length - 1 - tail, length - 1)
+        return batch._replace(targets_BxW=np.ascontiguousarray(batch.targets_BxW[:, cols]),
+                              target_pos_BxW=np.ascontiguousarray(batch.target_pos_BxW[:, cols]))
     return batch
 
 
 def pad_prompts(prompts: Sequence[np.ndarray], length: int, batch_size: int, pad_id: int) -> Batch:
-    """Left-padded inference prompts (labels all -100)."""
+    """Left-padded inference prompts (no targets)."""
     return pad_batch([Encoded(p, np.full(len(p), IGNORE, np.int32), 0) for p in prompts], length,
                      batch_size, pad_id)
 

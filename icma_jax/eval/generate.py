@@ -68,7 +68,8 @@ def _prefill_and_step(module: CausalLM, params: Any, lora: Any) -> tuple[Callabl
         per_layer = {k: unstack_layers(v, n) for k, v in stacked.items()}
 
     def prefill(tokens, mask, cache):
-        return prefill_module.apply(prefill_vars, tokens, mask, cache=cache, last_only=True)
+        last_Bx1 = jnp.full((tokens.shape[0], 1), tokens.shape[1] - 1, jnp.int32)  # only the next-token logits
+        return prefill_module.apply(prefill_vars, tokens, mask, cache=cache, head_pos_BxW=last_Bx1)
 
     def step(tokens, mask, cache):
         return unrolled.apply(per_layer, tokens, mask, cache=cache)
@@ -170,7 +171,7 @@ def pad_left(ids: Sequence[Sequence[int]], pad_id: int, bucket: int) -> tuple[np
     if longest == 0:
         raise ValueError("an empty prompt has nothing to condition on")
     batch = pad_prompts([np.asarray(x, np.int32) for x in ids], -(-longest // bucket) * bucket, len(ids), pad_id)
-    return batch.tokens_BxL, batch.mask_BxL
+    return batch.tokens_BxL, batch.segment_ids_BxL
 
 
 def _cut(ids: np.ndarray, eos_ids: Sequence[int]) -> list[int]:

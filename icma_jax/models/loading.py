@@ -16,7 +16,7 @@ from icma_jax.models.transformer import abstract_variables, build_model
 
 
 class LoadedModel(NamedTuple):
-    """A ready model: `module.apply({"params": params}, tokens_BxL, mask_BxL) -> logits_BxLxV`."""
+    """A ready model: `module.apply({"params": params}, tokens_BxL, segment_ids_BxL) -> logits_BxLxV`."""
 
     config: LMConfig
     module: nn.Module

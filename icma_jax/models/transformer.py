@@ -55,8 +55,7 @@ class CausalLM(nn.Module):
 
     @nn.compact
     def __call__(self, tokens_BxL: jax.Array, segment_ids_BxL: jax.Array, deterministic: bool = True,
-                 cache: KVCache | None = None, last_only: bool = False, head_span: tuple[int, int] | None = None,
-                 head_index_BxW: jax.Array | None = None):
+                 cache: KVCache | None = None, head_pos_BxW: jax.Array | None = None):
         c = self.config
         dt, pdt = dtype_of(c.dtype), dtype_of(c.param_dtype)
         b, length = tokens_BxL.shape
@@ -98,12 +97,8 @@ class CausalLM(nn.Module):
             h_BxLxD = LayerNorm(c.norm_eps, dt, pdt, name="final_layer_norm")(h_BxLxD) if c.pre_norm else h_BxLxD
         else:
             h_BxLxD = RMSNorm(c.norm_eps, dt, pdt, name="norm")(h_BxLxD)
-        if last_only:  # generation's prefill needs only the next-token logits (L x cheaper head)
-            h_BxLxD = h_BxLxD[:, -1:]
-        elif head_span is not None:
-            h_BxLxD = h_BxLxD[:, head_span[0]:head_span[1]]
-        elif head_index_BxW is not None:
-            h_BxLxD = jnp.take_along_axis(h_BxLxD, head_index_BxW[:, :, None], axis=1)
+        if head_pos_BxW is not None:  # the vocabulary head only where logits are wanted (W x cheaper than L)
+            h_BxLxD = jnp.take_along_axis(h_BxLxD, head_pos_BxW[:, :, None].astype(jnp.int32), axis=1)
         if c.tie_embeddings:  # dot_general on the V x D table directly (`attend` transposes a copy of it)
             logits_BxWxV = jnp.einsum("bwd,vd->bwv", h_BxLxD, embed.embedding.astype(dt))
         else:

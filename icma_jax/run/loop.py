@@ -164,7 +164,7 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
     try:
         for step in range(start + 1, total + 1):
             batch = loss_window(next(iterator))  # the same W on every host: decided on the global batch
-            n_tokens_total = int((batch.mask_BxL > 0).sum())  # packed rows hold segment ids
+            n_tokens_total = int((batch.segment_ids_BxL > 0).sum())  # packed rows hold ids 1, 2, ...
             state, metrics = step_fn(state, backbone.base, device_put_batch(_host_rows(batch), mesh), rng)
             metrics = {**metrics, "tokens_total": n_tokens_total}
             if pending is not None:  # fetch step N-1 after dispatching step N (async dispatch)

@@ -1,6 +1,6 @@
 """The pure train step (causal-LM loss, gradient accumulation, AdamW update) and its single jit site.
 
-B batch rows, L tokens, V vocab, K micro-batches (gradient accumulation).
+Dims (package legend): B batch rows, L tokens, W target positions, V vocabulary, Y micro-batches.
 """
 
 import dataclasses
@@ -17,7 +17,7 @@ from icma_jax.training.optim import current_lr
 from icma_jax.training.state import TrainState
 
 PyTree = Any
-ApplyFn = Callable[..., jax.Array]  # module.apply(variables, tokens_BxL, mask_BxL, deterministic=, rngs=)
+ApplyFn = Callable[..., jax.Array]  # module.apply(variables, tokens_BxL, segment_ids_BxL, deterministic=, rngs=, head_pos_BxW=)
 BATCH_AXES = ("data", "fsdp")  # batch rows are split over both mesh axes (FSDP is data parallel too)
 IGNORE = -100
 LOSS_NORMALIZATIONS = ("token_mean", "micro_mean")
@@ -47,13 +47,6 @@ class StepConfig:
             jnp.dtype(self.cast_weights_to)  # raises TypeError on an unknown dtype name
 
 
-def causal_lm_loss_sums(logits_BxLxV: jax.Array, labels_BxL: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """HF causal-LM loss pieces: (sum of NLL, number of label tokens); logits t predict labels t+1, -100 ignored."""
-    # shift the labels, not the logits: no copy of the [B, L, V] tensor; the last position predicts nothing
-    ignore_Bx1 = jnp.full((labels_BxL.shape[0], 1), IGNORE, labels_BxL.dtype)
-    return nll_sums(logits_BxLxV, jnp.concatenate([labels_BxL[:, 1:], ignore_Bx1], axis=1))
-
-
 def nll_sums(logits_BxWxV: jax.Array, targets_BxW: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(sum of NLL, count) of already-aligned targets (logits w predict targets w), -100 ignored."""
     logits_BxWxV = logits_BxWxV.astype(jnp.float32)
@@ -74,38 +67,27 @@ def _variables(config: StepConfig, trainable: PyTree, base: PyTree) -> dict:
 
 
 def _split_micro(x_BxL: jax.Array, k: int, mesh: Mesh | None) -> jax.Array:
-    """[B, L] -> [K, B/K, L] with row i in micro-batch i % K, so each device keeps its own rows."""
+    """[B, L] -> [Y, B/Y, L] with row i in micro-batch i % Y, so each device keeps its own rows."""
     b = x_BxL.shape[0]
     if b % k:
         raise ValueError(f"batch of {b} rows does not split into accum_steps={k} micro-batches")
-    x_KxBxL = jnp.swapaxes(x_BxL.reshape(b // k, k, *x_BxL.shape[1:]), 0, 1)
+    x_YxBxL = jnp.swapaxes(x_BxL.reshape(b // k, k, *x_BxL.shape[1:]), 0, 1)
     if mesh is not None:
-        x_KxBxL = jax.lax.with_sharding_constraint(x_KxBxL, NamedSharding(mesh, P(None, BATCH_AXES)))
-    return x_KxBxL
+        x_YxBxL = jax.lax.with_sharding_constraint(x_YxBxL, NamedSharding(mesh, P(None, BATCH_AXES)))
+    return x_YxBxL
 
 
 def _loss_sums(
     trainable: PyTree, base: PyTree, batch: Any, key: jax.Array, *, apply_fn: ApplyFn, config: StepConfig
 ) -> tuple[jax.Array, jax.Array]:
-    """Labels as wide as the tokens: the full causal-LM loss. Labels narrower (W < L, see
-    `batching.loss_window`): they are the labels of the last W positions, so the head runs only on the W
-    positions before them (logits L-W-1 .. L-2), a W/L share of the vocabulary projection and softmax; or,
-    with `label_pos_BxW`, the targets of the logits at those positions (packed rows)."""
-    l, w = batch.tokens_BxL.shape[1], batch.labels_BxL.shape[1]
-    label_pos_BxW = getattr(batch, "label_pos_BxW", None)
-    if label_pos_BxW is not None:
-        kwargs = {"head_index_BxW": label_pos_BxW}
-    elif w < l:
-        kwargs = {"head_span": (l - w - 1, l - 1)}
-    else:
-        kwargs = {}
+    """(sum of NLL, number of targets) of a `data.batching.Batch`: the head runs only on the W positions
+    `target_pos_BxW` (after `loss_window`, a W/L share of the vocabulary projection and softmax), whose
+    logits predict `targets_BxW`."""
     logits_BxWxV = apply_fn(
-        _variables(config, trainable, base), batch.tokens_BxL, batch.mask_BxL,
-        deterministic=not config.dropout, rngs={"dropout": key}, **kwargs,
+        _variables(config, trainable, base), batch.tokens_BxL, batch.segment_ids_BxL,
+        deterministic=not config.dropout, rngs={"dropout": key}, head_pos_BxW=batch.target_pos_BxW,
     )
-    if not kwargs:  # full-width labels: shift them here
-        return causal_lm_loss_sums(logits_BxWxV, batch.labels_BxL)
-    return nll_sums(logits_BxWxV, batch.labels_BxL)
+    return nll_sums(logits_BxWxV, batch.targets_BxW)
 
 
 def train_step(
@@ -120,7 +102,7 @@ def train_step(
     mesh: Mesh | None = None,
     trainable_sharding: PyTree | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One update on a global batch: K micro-batches scanned, gradients of the summed NLL / total label tokens
+    """One update on a global batch: Y micro-batches scanned, gradients of the summed NLL / total label tokens
     (`micro_mean`: each micro-batch's NLL over its own label tokens, then / K)."""
     k = config.accum_steps
     micro_mean = config.loss_normalization == "micro_mean" and k > 1

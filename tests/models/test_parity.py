@@ -66,12 +66,12 @@ def test_logits_bf16_within_tolerance(tmp_path, hf, family):
 
 
 @pytest.mark.parametrize("family", ["opt", "llama"])
-def test_head_span_and_last_only_are_slices_of_the_full_logits(tmp_path, hf, family):
+def test_head_positions_pick_rows_of_the_full_logits(tmp_path, hf, family):
     _, directory = hf.save_tiny(tmp_path, family)
     tokens, mask = hf.padded_batch()
     lm, full = _ours(directory, tokens, mask)
     with jax.default_matmul_precision("highest"):
-        span = lm.module.apply({"params": lm.params}, jnp.asarray(tokens), jnp.asarray(mask), head_span=(2, 5))
-        last = lm.module.apply({"params": lm.params}, jnp.asarray(tokens), jnp.asarray(mask), last_only=True)
-    np.testing.assert_allclose(np.asarray(span), full[:, 2:5], atol=1e-5)
-    np.testing.assert_allclose(np.asarray(last), full[:, -1:], atol=1e-5)
+        pos_BxW = np.stack([np.arange(2, 5)] * len(tokens))
+        pos_BxW[0] = [6, 0, 3]  # any positions, in any order, per row
+        picked = lm.module.apply({"params": lm.params}, jnp.asarray(tokens), jnp.asarray(mask), head_pos_BxW=pos_BxW)
+    np.testing.assert_allclose(np.asarray(picked), np.take_along_axis(full, pos_BxW[:, :, None], axis=1), atol=1e-5)

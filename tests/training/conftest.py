@@ -11,7 +11,7 @@ def tiny_lm():
     """(module, params, lora) of the tiny LM, initialised once."""
     module = TinyLM()
     batch = make_batch(0, 2, 8)
-    variables = module.init(jax.random.key(0), batch.tokens_BxL, batch.mask_BxL)
+    variables = module.init(jax.random.key(0), batch.tokens_BxL, batch.segment_ids_BxL)
     lora = jax.tree.map(lambda x: x + 0.05, variables["lora"])  # non-zero B so LoRA gradients flow everywhere
     return module, variables["params"], lora
 

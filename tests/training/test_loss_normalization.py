@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from icma_jax.training.state import create_state, replicated_sharding
-from icma_jax.training.step import StepConfig, causal_lm_loss_sums, device_put_batch, make_train_step
+from icma_jax.training.step import StepConfig, device_put_batch, make_train_step, nll_sums
 from training_tiny_lm import make_batch, mesh_of
 
 
@@ -26,8 +26,8 @@ def _micro_means(module, params, lora, batch, k):
     """Reference: each micro-batch (rows i, i+k, ...) its own token mean, then the plain mean over the k of them."""
     def mean_loss(lo, rows):
         logits = module.apply({"params": params, "lora": lo}, jnp.asarray(batch.tokens_BxL[rows]),
-                              jnp.asarray(batch.mask_BxL[rows]))
-        nll, n = causal_lm_loss_sums(logits, jnp.asarray(batch.labels_BxL[rows]))
+                              jnp.asarray(batch.segment_ids_BxL[rows]), head_pos_BxW=jnp.asarray(batch.target_pos_BxW[rows]))
+        nll, n = nll_sums(logits, jnp.asarray(batch.targets_BxW[rows]))
         return nll / n
 
     parts = [jax.value_and_grad(mean_loss)(lora, np.arange(j, len(batch.tokens_BxL), k)) for j in range(k)]
@@ -38,7 +38,7 @@ def _micro_means(module, params, lora, batch, k):
 def test_micro_mean_is_the_mean_of_micro_batch_means(tiny_lm):
     module, params, lora = tiny_lm
     batch = make_batch(3, 4, 12)
-    counts = [(batch.labels_BxL[j::2, 1:] != -100).sum() for j in range(2)]
+    counts = [(batch.targets_BxW[j::2] != -100).sum() for j in range(2)]
     assert counts[0] != counts[1]  # unequal micro-batches: the two normalisations differ
     ref_loss, ref_grads = _micro_means(module, params, lora, batch, 2)
     loss, grads = _one_step(module, params, lora, batch, StepConfig("lora", 2, dropout=False,

@@ -9,16 +9,16 @@ import optax
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from icma_jax.data.batching import loss_window
+from icma_jax.data.batching import batch_from_labels, loss_window
 from icma_jax.training.optim import make_optimizer
 from icma_jax.training.state import create_state, replicated_sharding
 from icma_jax.training.step import (
     StepConfig,
-    causal_lm_loss_sums,
     check_finite,
     device_put_batch,
     make_eval_step,
     make_train_step,
+    nll_sums,
 )
 from training_tiny_lm import TinyLM, fsdp_shardings, make_batch, mesh_of
 
@@ -55,7 +55,9 @@ def test_loss_matches_torch_shifted_cross_entropy():
     labels = rng.integers(0, 11, size=(3, 7)).astype(np.int32)
     labels[:, :3] = -100
     labels[1, 5] = -100
-    nll, n = causal_lm_loss_sums(jnp.asarray(logits), jnp.asarray(labels))
+    batch = batch_from_labels(np.ones_like(labels), np.ones_like(labels), labels)  # the shift
+    nll, n = nll_sums(jnp.take_along_axis(jnp.asarray(logits), jnp.asarray(batch.target_pos_BxW)[:, :, None], axis=1),
+                      jnp.asarray(batch.targets_BxW))
     ref = torch.nn.functional.cross_entropy(
         torch.tensor(logits[:, :-1]).reshape(-1, 11), torch.tensor(labels[:, 1:]).reshape(-1).long(), ignore_index=-100
     )
@@ -131,7 +133,7 @@ def test_loss_window_step_equals_full_labels(tiny_lm, mode, accum):
     module, params, lora = tiny_lm
     batches = [make_batch(s, 8, 12) for s in range(2)]
     windowed = [loss_window(b) for b in batches]
-    assert all(w.labels_BxL.shape == (8, 6) for w in windowed)  # the head runs on 6 of 12 positions
+    assert all(w.targets_BxW.shape == (8, 6) for w in windowed)  # the head runs on 6 of 12 positions
     config, mesh = StepConfig(mode=mode, accum_steps=accum, dropout=False), mesh_of(2, 1)
     full, h_full, _ = _run(module, params, lora, batches, mesh, config, tx=_sgd())
     win, h_win, _ = _run(module, params, lora, windowed, mesh, config, tx=_sgd())

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType
 
-from icma_jax.data.batching import Batch
+from icma_jax.data.batching import Batch, batch_from_labels
 
 V, D, R = 48, 16, 2
 
@@ -38,7 +38,7 @@ class TinyLM(nn.Module):
     lora: bool = True  # False: no "lora" collection (full fine-tuning), like build_model(config, lora=None)
 
     @nn.compact
-    def __call__(self, tokens_BxL, mask_BxL, deterministic: bool = True, head_span=None):
+    def __call__(self, tokens_BxL, mask_BxL, deterministic: bool = True, head_pos_BxW=None):
         pos_BxL = jnp.maximum(jnp.cumsum(mask_BxL, axis=-1) - 1, 0)
         h = nn.Embed(V, D)(tokens_BxL) + nn.Embed(32, D)(pos_BxL)
         L = tokens_BxL.shape[1]
@@ -48,13 +48,13 @@ class TinyLM(nn.Module):
         h = h + jax.nn.softmax(att, axis=-1) @ v
         mlp = nn.remat(LoRADense, static_argnums=(2,)) if self.remat else LoRADense
         h = h + mlp(D, self.lora, name="mlp")(jax.nn.gelu(nn.LayerNorm()(h)), deterministic)
-        if head_span is not None:
-            h = h[:, head_span[0]:head_span[1]]
+        if head_pos_BxW is not None:
+            h = jnp.take_along_axis(h, head_pos_BxW[:, :, None], axis=1)
         return nn.Dense(V)(nn.LayerNorm()(h))
 
 
 def make_batch(seed: int, b: int, l: int, pad: bool = True) -> Batch:
-    """Random left-padded batch; the first half of each row's tokens is prompt (labels -100)."""
+    """Random left-padded full-width batch; the first half of each row's tokens is prompt (no targets)."""
     rng = np.random.default_rng(seed)
     tokens = rng.integers(1, V, size=(b, l), dtype=np.int32)
     mask = np.ones((b, l), np.int32)
@@ -64,7 +64,7 @@ def make_batch(seed: int, b: int, l: int, pad: bool = True) -> Batch:
         mask[i, :n_pad] = 0
         tokens[i, :n_pad] = 0
         labels[i, : n_pad + (l - n_pad) // 2] = -100
-    return Batch(tokens, mask, labels)
+    return batch_from_labels(tokens, mask, labels)
 
 
 def mesh_of(data: int, fsdp: int) -> jax.sharding.Mesh:
