@@ -215,11 +215,12 @@ class EvalConfig:
     top_p: float = 0.85
     top_k: int = 40
     repetition_penalty: float | None = None  # None = the paper's per-task value (0.8 Cap2Mol, 1.0 Mol2Cap)
-    max_new_tokens: int = 256
+    max_new_tokens: int | None = None  # None: derived from the training answers (eval.baselines.token_budget)
     batch_size: int = 8
     metric_tokenizer: str = "scibert"  # Mol2Cap tokens: scibert (MolT5's script) or a vocab.txt / HF tokenizer
     # folder (e.g. MolT5's T5 tokenizer, ICMA's own protocol)
     zero_shot_baseline: bool = False  # also evaluate the untuned model with the zero-shot prompt
+    in_context_baseline: bool = False  # also evaluate the untuned model with the in-context prompts
     answer_rule: str = "first_line"  # first_line: first line after the first marker | last_marker: the original
     skip: bool = False  # True: train only
 
@@ -235,7 +236,8 @@ class EvalConfig:
         if self.repetition_penalty is not None and self.repetition_penalty <= 0.0:
             raise ValueError(f"config field eval.repetition_penalty={self.repetition_penalty!r} must be > 0 or "
                              "None (the paper's per-task value)")
-        _at_least("eval.max_new_tokens", self.max_new_tokens, 1)
+        if self.max_new_tokens is not None:
+            _at_least("eval.max_new_tokens", self.max_new_tokens, 1)
         _at_least("eval.batch_size", self.batch_size, 1)
 
     def penalty_for(self, task: str) -> float:

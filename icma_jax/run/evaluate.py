@@ -20,6 +20,7 @@ from icma_jax.data import prompts
 from icma_jax.data.batching import pad_prompts
 from icma_jax.data.prompts import PromptReport
 from icma_jax.data.records import Split
+from icma_jax.eval import baselines
 from icma_jax.eval import metrics as metrics_lib
 from icma_jax.eval.answer import extract_answer
 from icma_jax.eval.generate import GenerationConfig, decoding_layout, generate_tokens
@@ -47,9 +48,21 @@ class EvalPlan:
     decoding: tuple[tuple[str, Any], ...]  # the eval.* keys, recorded in eval_<tag>.json
 
 
-def plan(cfg: Config) -> EvalPlan:
-    """The evaluation settings of run config `cfg` (the paper's sampling settings, or greedy)."""
+def answer_budget(task: str, tokenizer, answers_from: Split) -> int:
+    """`max_new_tokens` from the data: `baselines.token_budget` of the answers' token counts (+ EOS)."""
+    answers = answers_from.texts if task == "mol2cap" else answers_from.smiles
+    ids = tokenizer(list(answers), add_special_tokens=False)["input_ids"]
+    return baselines.token_budget([len(x) + 1 for x in ids])
+
+
+def plan(cfg: Config, max_new_tokens: int | None = None) -> EvalPlan:
+    """The evaluation settings of run config `cfg` (the paper's sampling settings, or greedy);
+    `max_new_tokens` is used where `eval.max_new_tokens` is None (see `answer_budget`)."""
     e = cfg.eval
+    budget = e.max_new_tokens if e.max_new_tokens is not None else max_new_tokens
+    if budget is None:
+        raise ValueError("config field eval.max_new_tokens is None (derived from the data) and no budget was given")
+    e = dataclasses.replace(e, max_new_tokens=budget)
     gen = GenerationConfig(max_new_tokens=e.max_new_tokens, greedy=e.decoding == "greedy",
                            temperature=e.temperature or 1.0, top_k=e.top_k, top_p=e.top_p,
                            repetition_penalty=e.penalty_for(cfg.data.task), seed=cfg.train.seed)
@@ -77,8 +90,9 @@ def _prompt_ids(p: EvalPlan, database: Split, queries: Split, neighbours, tokeni
 
 
 def generate_answers(p: EvalPlan, module, params, lora_params, tokenizer, prompt_ids: list[np.ndarray]
-                     ) -> list[str]:
-    """Extracted answers for every prompt, in order; batches have one fixed shape (one compile).
+                     ) -> tuple[list[str], int]:
+    """Extracted answers for every prompt, in order, and how many of them `max_new_tokens` cut
+    (`baselines.answer_cut`); batches have one fixed shape (one compile).
 
     Rows past the end of the last batch repeat its first prompt; their outputs are discarded.
     """
@@ -87,7 +101,7 @@ def generate_answers(p: EvalPlan, module, params, lora_params, tokenizer, prompt
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos_ids = tuple(sorted({tokenizer.eos_token_id, *module.config.eos_token_ids} - {None}))
     module, params = decoding_layout(module, params, lora_params)  # one weight copy (LoRA merged), not one per batch
-    answers = []
+    answers, n_cut = [], 0
     stage = Stage("generation", total=len(prompt_ids), unit="prompt", quiet=jax.process_index() != 0)
     for start in range(0, len(prompt_ids), bs):
         chunk = list(prompt_ids[start:start + bs])
@@ -100,20 +114,23 @@ def generate_answers(p: EvalPlan, module, params, lora_params, tokenizer, prompt
             cut = next((i for i, t in enumerate(ids) if t in eos_ids), len(ids))
             text = tokenizer.decode(ids[:cut], skip_special_tokens=True)
             answers.append(extract_answer(p.task, text, first_line=p.first_line))
+            n_cut += baselines.answer_cut(p.task, text, stopped=cut < len(ids), first_line=p.first_line)
         stage.update(len(chunk))
     stage.close()
-    return answers
+    return answers, n_cut
 
 
 def score(p: EvalPlan, queries: Split, preds: list[str], workdir: pathlib.Path, tag: str,
-          report: PromptReport) -> dict[str, Any]:
-    """Writes predictions_<tag>.tsv and eval_<tag>.json; returns the metrics."""
+          report: PromptReport, n_cut: int | None = None) -> dict[str, Any]:
+    """Writes predictions_<tag>.tsv and eval_<tag>.json; returns the metrics, with `n_cut` (answers cut by
+    max_new_tokens; None when nothing was generated)."""
     if p.task == "mol2cap":
         inputs, refs = queries.smiles, queries.texts
         result = metrics_lib.mol2cap_metrics(refs, preds, tokenizer=p.metric_tokenizer)
     else:
         inputs, refs = queries.texts, queries.smiles
         result = metrics_lib.cap2mol_metrics(refs, preds)
+    result["n_cut"] = n_cut
     if outputs.is_writer():  # every process decoded every row (jointly): one writes
         with outputs.atomic_path(workdir / f"predictions_{tag}.tsv") as tmp:
             metrics_lib.write_predictions(tmp, p.task, inputs, refs, preds)
@@ -129,15 +146,31 @@ def evaluate_split(p: EvalPlan, backbone, trainable, database: Split, queries: S
     """In-context evaluation of the tuned model on `queries` (neighbours: database positions per query)."""
     ids, report = _prompt_ids(p, database, queries, neighbours, backbone.tokenizer, p.zero_shot)
     params, lora = (backbone.base, trainable) if p.lora else (trainable, None)
-    preds = generate_answers(p, backbone.module, params, lora, backbone.tokenizer, ids)
-    return score(p, queries, preds, workdir, tag, report)
+    preds, n_cut = generate_answers(p, backbone.module, params, lora, backbone.tokenizer, ids)
+    return score(p, queries, preds, workdir, tag, report, n_cut)
 
 
 def evaluate_zero_shot(p: EvalPlan, queries: Split, workdir: pathlib.Path, backbone, base_params) -> dict[str, Any]:
     """The untuned model with ICMA's zero-shot prompt on the same molecules (the baseline)."""
     ids, report = _prompt_ids(p, queries, queries, None, backbone.tokenizer, True)
-    preds = generate_answers(p, build_model(backbone.lm_config), base_params, None, backbone.tokenizer, ids)
-    return score(p, queries, preds, workdir, "test_zero_shot", report)
+    preds, n_cut = generate_answers(p, build_model(backbone.lm_config), base_params, None, backbone.tokenizer, ids)
+    return score(p, queries, preds, workdir, "test_zero_shot", report, n_cut)
+
+
+def evaluate_in_context_untuned(p: EvalPlan, backbone, base_params, database: Split, queries: Split, neighbours,
+                                workdir: pathlib.Path) -> dict[str, Any]:
+    """The untuned model with the tuned model's in-context prompts: in-context learning without tuning."""
+    ids, report = _prompt_ids(p, database, queries, neighbours, backbone.tokenizer, p.zero_shot)
+    preds, n_cut = generate_answers(p, build_model(backbone.lm_config), base_params, None, backbone.tokenizer, ids)
+    return score(p, queries, preds, workdir, "test_in_context_untuned", report, n_cut)
+
+
+def evaluate_retrieval_copy(p: EvalPlan, database: Split, queries: Split, neighbours, workdir: pathlib.Path
+                            ) -> dict[str, Any]:
+    """The top-ranked retrieved example's answer as the prediction: what retrieval alone scores."""
+    answers = database.texts if p.task == "mol2cap" else database.smiles
+    preds = baselines.retrieval_copy(neighbours[:len(queries)], answers)
+    return score(p, queries, preds, workdir, "test_retrieval_copy", PromptReport(prompts=len(preds)))
 
 
 def results_table(results: dict[str, dict[str, Any]], task: str) -> str:
@@ -149,7 +182,12 @@ def results_table(results: dict[str, dict[str, Any]], task: str) -> str:
     def cell(v) -> str:
         return f"{'-':>14}" if v is None else f"{float(v):>14.4f}"
 
+    def count(v) -> str:
+        return f"{'-':>14}" if v is None else f"{int(v):>14d}"
+
     head = f"{'metric (' + task + ')':<24}" + "".join(f"{n:>14}" for n in names)
     lines = [head, "-" * len(head)]
     lines += [f"{k:<24}" + "".join(cell(results[n].get(k)) for n in names) for k in keys]
+    lines.append(f"{'rows':<24}" + "".join(count(results[n].get("n")) for n in names))
+    lines.append(f"{'cut at max_new_tokens':<24}" + "".join(count(results[n].get("n_cut")) for n in names))
     return "\n".join(lines)

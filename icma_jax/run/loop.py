@@ -106,10 +106,14 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
                                                                splits.valid) if s is not None):
         _log(summary)
 
-    eval_plan = evaluate.plan(cfg)
     mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
     source = cfg.model.path or cfg.model.name
     lm_config, tokenizer = backbone_lib.describe(source, cfg.model.compute_dtype, cfg.model.param_dtype)
+    derived = cfg.eval.max_new_tokens is None
+    eval_plan = evaluate.plan(cfg, evaluate.answer_budget(cfg.data.task, tokenizer, splits.train) if derived else None)
+    if derived:
+        _log(f"eval.max_new_tokens = {eval_plan.generation.max_new_tokens} (99th percentile of the training "
+             "answers' token counts + 10%)")
     nb = context.neighbours_for_run(cfg, splits, workdir)
     seqs_for_epoch = _sequences(cfg, splits, nb.train, tokenizer)
     seqs, report = seqs_for_epoch(0)
@@ -189,9 +193,15 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
     if not cfg.eval.skip:
         results["test"] = evaluate.evaluate_split(eval_plan, backbone, state.trainable, splits.database, splits.test,
                                                   nb.test, workdir)
+        if not eval_plan.zero_shot:
+            results["retrieval_copy"] = evaluate.evaluate_retrieval_copy(eval_plan, splits.database, splits.test,
+                                                                         nb.test, workdir)
+        untuned = backbone.base if cfg.model.finetune == "lora" else backbone.trainable  # never donated
         if cfg.eval.zero_shot_baseline:
-            untuned = backbone.base if cfg.model.finetune == "lora" else backbone.trainable  # never donated
             results["zero_shot"] = evaluate.evaluate_zero_shot(eval_plan, splits.test, workdir, backbone, untuned)
+        if cfg.eval.in_context_baseline and not eval_plan.zero_shot:
+            results["icl_untuned"] = evaluate.evaluate_in_context_untuned(eval_plan, backbone, untuned, splits.database,
+                                                                          splits.test, nb.test, workdir)
         _log(evaluate.results_table(results, cfg.data.task))
     return results
 

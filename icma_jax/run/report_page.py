@@ -16,7 +16,9 @@ from icma_jax.eval.mol_metrics import CAP2MOL_KEYS
 from icma_jax.eval.text_metrics import MOL2CAP_KEYS
 
 _ASSETS = pathlib.Path(__file__).resolve().parents[1] / "assets"  # report.css, report.js
-COUNT_KEYS = ("n", "n_empty", "n_invalid", "n_invalid_refs")
+COUNT_KEYS = ("n", "n_empty", "n_invalid", "n_invalid_refs", "n_cut")
+COUNT_LABELS = {"n": "rows", "n_empty": "empty predictions", "n_invalid": "invalid predictions",
+                "n_invalid_refs": "invalid references", "n_cut": "cut at max_new_tokens"}
 PROMPT_KEYS = ("examples_dropped", "truncated", "prompt_cut")
 LOWER_IS_BETTER = ("levenshtein", "fcd")
 
@@ -46,7 +48,7 @@ def metrics_table(evals: dict[str, dict], task: str) -> str:
                      + "</tr>")
     for key in COUNT_KEYS:
         if any(key in d.get("metrics", {}) for d in evals.values()):
-            lines.append(f"<tr class=count><th>{key}</th>"
+            lines.append(f"<tr class=count><th>{COUNT_LABELS[key]}</th>"
                          + "".join(_cell(d.get("metrics", {}).get(key)) for d in evals.values()) + "</tr>")
     for key in PROMPT_KEYS:
         if any(key in d.get("prompts", {}) for d in evals.values()):
@@ -91,7 +93,8 @@ def config_summary(cfg: dict) -> str:
                          f"{r['method']} candidates" + (", reversed" if s["reverse"] else "")),
              ("training", f"{t['max_steps'] or str(t['epochs']) + ' epochs'} steps, batch {t['batch_size']}, "
                           f"lr {t['lr']:g}, seed {t['seed']}"),
-             ("decoding", f"{e['decoding']}, max_new_tokens {e['max_new_tokens']}")]
+             ("decoding", f"{e['decoding']}, max_new_tokens "
+                          f"{e['max_new_tokens'] or 'derived from the training answers'}")]
     head = "".join(f"<tr><th>{k}</th><td>{_esc(v)}</td></tr>" for k, v in items)
     full = "".join(f"<tr><th>{_esc(g)}.{_esc(k)}</th><td>{_esc(json.dumps(v))}</td></tr>"
                    for g, group in cfg.items() for k, v in group.items())

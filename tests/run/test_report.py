@@ -38,6 +38,7 @@ def make_run(workdir: pathlib.Path, data_dir: pathlib.Path, task: str) -> pathli
     c.data.database_limit, c.data.train_limit, c.data.test_limit = 300, 4, N_ROWS
     c.retrieval.method, c.retrieval.num_candidates = ("morgan" if task == "mol2cap" else "bm25"), 4
     c.selection.n_examples = N_EXAMPLES
+    c.eval.max_new_tokens = 64
     cfg = config_lib.from_config_dict(c)
     workdir.mkdir(parents=True)
     (workdir / "config.json").write_text(json.dumps(config_lib.to_dict(cfg), indent=2) + "\n")
