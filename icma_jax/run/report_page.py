@@ -91,7 +91,8 @@ def config_summary(cfg: dict) -> str:
              ("model", f"{m['name']} ({m['finetune']}{lora})"),
              ("context", f"{s['n_examples']} examples, {s['strategy']} selection from {r['num_candidates']} "
                          f"{r['method']} candidates" + (", reversed" if s["reverse"] else "")),
-             ("training", f"{t['max_steps'] or str(t['epochs']) + ' epochs'} steps, batch {t['batch_size']}, "
+             ("training", f"{str(t['max_steps']) + ' steps' if t['max_steps'] else str(t['epochs']) + ' epochs'}, "
+                          f"batch {t['batch_size']}, "
                           f"lr {t['lr']:g}, seed {t['seed']}"),
              ("decoding", f"{e['decoding']}, max_new_tokens "
                           f"{e['max_new_tokens'] or 'derived from the training answers'}")]

@@ -107,6 +107,7 @@ def test_mol2cap_page_renders_molecules_context_and_scores(mol2cap_run, tmp_path
     doc = json.loads((mol2cap_run / "eval_test.json").read_text())
     assert f"{doc['metrics']['bleu4']:.4f}" in dom and f"{doc['metrics']['meteor']:.4f}" in dom
     assert "<polyline" in dom and 'class="curve"' in dom  # loss curve
+    assert "10 epochs, batch 32" in dom and "2 examples, top selection from 4 morgan candidates" in dom
     assert preds.inputs[0] in shown[0]
 
 
