@@ -61,6 +61,7 @@ class RunLog:
         # in logs (no terminal): about 20 lines per run instead of a bar redraw per step
         self.total, self.start_step = total_steps, start_step
         self.line_every = max(1, total_steps // 20) if self.is_writer and not on_terminal() else 0
+        self._first: tuple[int, float] | None = None  # (step, elapsed) of the first step timed here
 
     def step(self, step: int, metrics: dict[str, Any]) -> None:
         """Records the metrics of optimiser step `step` (1-based: the state's step after the update)."""
@@ -72,10 +73,13 @@ class RunLog:
             for k, v in row.items():
                 if k != "step":
                     self._tb.add_scalar(f"train/{k}", v, step)
+        self._first = self._first or (int(step), row["elapsed"])
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row.get('tokens_per_s', 0.0):.0f}")
         if self.line_every and (step % self.line_every == 0 or step == self.total):
-            per_step = row["elapsed"] / max(step - self.start_step, 1)
+            s0, e0 = self._first
+            # after the first step: its compile time would inflate the estimate for the whole run
+            per_step = (row["elapsed"] - e0) / (step - s0) if step > s0 else row["elapsed"]
             print(f"train: step {step}/{self.total} loss {row['loss']:.4f} {row.get('tokens_per_s', 0.0):.0f} tok/s, "
                   f"{row['elapsed']:.0f} s, ETA {per_step * (self.total - step):.0f} s", file=sys.stderr, flush=True)
 
