@@ -29,7 +29,7 @@ RETRIEVAL_METHODS = ("auto", "bm25", "gnn", "morgan", "pathfp", "random", "files
 RENAMED_METHODS = {"graph": "gnn", "rdkit_path": "pathfp"}  # older spellings, refused by name
 SELECTIONS = ("top", "random_walk", "bucket")
 TRUNCATIONS = ("drop_examples", "right")
-FINETUNES = ("full", "lora")
+FINETUNES, ATTENTIONS = ("full", "lora"), ("chunked", "xla", "cudnn", "pallas")  # attention: models/attention.py
 LOSS_NORMALIZATIONS = ("token_mean", "micro_mean")  # as icma_jax.training.step
 DTYPES = ("float32", "bfloat16", "float16")
 DECODINGS = ("sample", "greedy")
@@ -149,14 +149,15 @@ class ModelConfig:
     param_dtype: str = "float32"  # dtype of the frozen base weights
     compute_dtype: str = "float32"  # activations and matmuls (the model's dtype; bfloat16 on accelerators)
     remat: bool = False  # activation checkpointing per layer
+    attention: str = "chunked"  # training attention: chunked (CPU) | xla | cudnn | pallas (GPU/TPU flash kernels)
 
     def __post_init__(self):
         if not self.name:
             raise ValueError("config field model.name must not be empty")
         _set_or_none("model.path", self.path, "the model's default source")
         _one_of("model.finetune", self.finetune, FINETUNES)
-        _one_of("model.param_dtype", self.param_dtype, DTYPES)
-        _one_of("model.compute_dtype", self.compute_dtype, DTYPES)
+        for key, allowed in (("param_dtype", DTYPES), ("compute_dtype", DTYPES), ("attention", ATTENTIONS)):
+            _one_of(f"model.{key}", getattr(self, key), allowed)
         _at_least("model.lora_rank", self.lora_rank, 1)
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"config field model.lora_dropout={self.lora_dropout!r} must be in [0, 1)")

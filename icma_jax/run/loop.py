@@ -109,6 +109,7 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
     mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
     source = cfg.model.path or cfg.model.name
     lm_config, tokenizer = backbone_lib.describe(source, cfg.model.compute_dtype, cfg.model.param_dtype)
+    lm_config = lm_config.replace(attention=cfg.model.attention)
     derived = cfg.eval.max_new_tokens is None
     eval_plan = evaluate.plan(cfg, evaluate.answer_budget(cfg.data.task, tokenizer, splits.train) if derived else None)
     if derived:

@@ -133,3 +133,12 @@ def test_model_switch_xla_equals_chunked(family):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5), g_chunked, g_xla)
     with pytest.raises(ValueError, match="LMConfig.attention='flash'"):
         cfg.replace(attention="flash")
+
+
+def test_run_config_key_model_attention():
+    from icma_jax.config import from_config_dict
+
+    assert from_config_dict({"model": {"attention": "xla"}}).model.attention == "xla"
+    assert from_config_dict({}).model.attention == "chunked"
+    with pytest.raises(ValueError, match="model.attention"):
+        from_config_dict({"model": {"attention": "flash"}})
