@@ -21,7 +21,8 @@ def main() -> None:
     t0 = time.perf_counter()
     graphs, invalid = G.featurize_many(smiles)
     t1 = time.perf_counter()
-    shapes = {(b.nodes["atom_type"].shape[0], b.senders.shape[0]) for _, _, b in G.iterate_batches(graphs, args.batch_size)}
+    shapes = {(b.nodes["atom_type"].shape[0], b.senders.shape[0])
+              for _, _, b in G.iterate_batches(graphs, args.batch_size)}
     t2 = time.perf_counter()
     print(f"featurised {len(smiles)} ChEBI-20 test molecules in {t1 - t0:.2f} s "
           f"({len(smiles) / (t1 - t0):.0f} mol/s), {len(invalid)} invalid")

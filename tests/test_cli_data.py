@@ -53,4 +53,5 @@ def test_download_console_script_names_what_the_mirror_lacks(shared_data, tmp_pa
     r = subprocess.run([sys.executable, "-m", "icma_jax.cli", "download", "pubchem324k", "--dest", str(tmp_path)],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "could not fetch 1 file(s)" in r.stderr and "molcap/train.txt" in r.stderr, r.stderr
-    assert (tmp_path / "pubchem324k/iupac/train.txt").read_bytes() == (shared_data / "pubchem324k/iupac/train.txt").read_bytes()
+    iupac = "pubchem324k/iupac/train.txt"
+    assert (tmp_path / iupac).read_bytes() == (shared_data / iupac).read_bytes()

@@ -60,7 +60,7 @@ def download(group: str, dest: str | os.PathLike | None = None, *, timeout: floa
     root = resolve_data_dir(dest)
     done, missing = [], []
     for name in GROUPS[group]:
-        for split, f in DATASETS[name].files.items():
+        for f in DATASETS[name].files.values():
             path = root / f.relpath
             if path.is_file():
                 try:

@@ -35,7 +35,8 @@ def top_p_filter(logits_BxV: jax.Array, p: float) -> jax.Array:
     sorted_BxV = jnp.take_along_axis(logits_BxV, order_BxV, axis=-1)
     cum_BxV = jnp.cumsum(jax.nn.softmax(sorted_BxV, axis=-1), axis=-1)
     drop_sorted_BxV = (cum_BxV <= 1.0 - p).at[:, -1].set(False)
-    drop_BxV = jnp.zeros_like(drop_sorted_BxV).at[jnp.arange(logits_BxV.shape[0])[:, None], order_BxV].set(drop_sorted_BxV)
+    rows_Bx1 = jnp.arange(logits_BxV.shape[0])[:, None]
+    drop_BxV = jnp.zeros_like(drop_sorted_BxV).at[rows_Bx1, order_BxV].set(drop_sorted_BxV)
     return jnp.where(drop_BxV, NEG_INF, logits_BxV)
 
 

@@ -288,7 +288,8 @@ class Attention(nn.Module):
         if self.fused:
             q, k, v = jnp.split(self._linear("qkv_proj", (a + 2 * kh) * h, ("embed", "heads"))(x_BxLxD),
                                 [a * h, (a + kh) * h], axis=-1)
-            q_BxLxAxH, k_BxLxKxH, v_BxLxKxH = q.reshape(b, length, a, h), k.reshape(b, length, kh, h), v.reshape(b, length, kh, h)
+            q_BxLxAxH = q.reshape(b, length, a, h)
+            k_BxLxKxH, v_BxLxKxH = k.reshape(b, length, kh, h), v.reshape(b, length, kh, h)
         else:
             q_BxLxAxH = self._linear("q_proj", a * h, ("embed", "heads"))(x_BxLxD).reshape(b, length, a, h)
             k_BxLxKxH = self._linear("k_proj", kh * h, ("embed", "kv_heads"))(x_BxLxD).reshape(b, length, kh, h)

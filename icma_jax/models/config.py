@@ -158,7 +158,8 @@ def _rope(d: dict, where: str) -> tuple[float, RopeScaling]:
     scaling = d.get("rope_scaling") or params
     rope_type = scaling.get("rope_type", scaling.get("type", "default")) if scaling else "default"
     if rope_type not in ROPE_TYPES:
-        raise UnsupportedConfigError(f"{where}: field 'rope_scaling.rope_type'={rope_type!r} is not supported {ROPE_TYPES}")
+        raise UnsupportedConfigError(
+            f"{where}: field 'rope_scaling.rope_type'={rope_type!r} is not supported {ROPE_TYPES}")
     if rope_type == "default":
         return theta, RopeScaling()
     if rope_type == "linear":
@@ -207,7 +208,8 @@ def _llama(d: dict, where: str, family: str) -> dict[str, Any]:
     _require(partial == 1.0, where, "partial_rotary_factor", partial, "partial rotary embeddings")
     window = d.get("sliding_window") if family == "mistral" else None
     if family == "llama":
-        _require(d.get("sliding_window") is None, where, "sliding_window", d.get("sliding_window"), "use model_type mistral")
+        _require(d.get("sliding_window") is None, where, "sliding_window", d.get("sliding_window"),
+                 "use model_type mistral")
     return dict(
         family=family, vocab_size=int(d["vocab_size"]), d_model=hidden, n_layers=int(d["num_hidden_layers"]),
         n_heads=heads, n_kv_heads=int(d.get("num_key_value_heads") or heads),

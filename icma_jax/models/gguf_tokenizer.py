@@ -60,6 +60,7 @@ def load_gguf_tokenizer(path: str | pathlib.Path) -> Any:
         if "Cannot build a tokenizer" not in str(e):
             raise
         raise UnsupportedTokenizerError(
-            f"{path}: GGUF tokenizer type {kind!r} is not supported (supported: {', '.join(sorted(GGUF_TOKENIZER_TYPES))})"
+            f"{path}: GGUF tokenizer type {kind!r} is not supported "
+            f"(supported: {', '.join(sorted(GGUF_TOKENIZER_TYPES))})"
         ) from None
     return PreTrainedTokenizerFast(tokenizer_object=backend, **config, **extra)

@@ -56,7 +56,7 @@ class GGUFSource:
     def keys(self) -> set[str]:
         return set(self._tensors)
 
-    @functools.lru_cache(maxsize=8)  # one leaf's shards are read by every device in turn
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - one leaf's shards are read by every device in turn; one load
     def get(self, key: str) -> np.ndarray:
         t = self._tensors[key]
         w = np.asarray(self._gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)

@@ -177,12 +177,13 @@ def hf_config_for(config: LMConfig, dtype: str = "float32") -> dict[str, Any]:
         if c.rope_scaling.rope_type != "default":
             rope["factor"] = c.rope_scaling.factor
         if c.rope_scaling.rope_type == "llama3":
-            rope.update(low_freq_factor=c.rope_scaling.low_freq_factor, high_freq_factor=c.rope_scaling.high_freq_factor,
+            rope.update(low_freq_factor=c.rope_scaling.low_freq_factor,
+                        high_freq_factor=c.rope_scaling.high_freq_factor,
                         original_max_position_embeddings=c.rope_scaling.original_max_positions)
         arch = "MistralForCausalLM" if c.family == "mistral" else "LlamaForCausalLM"
-        fam = dict(model_type=c.family, architectures=[arch], intermediate_size=c.d_ff, num_key_value_heads=c.n_kv_heads,
-                   head_dim=c.head_dim, rms_norm_eps=c.norm_eps, hidden_act="silu", attention_bias=c.attention_bias,
-                   rope_parameters=rope)
+        fam = dict(model_type=c.family, architectures=[arch], intermediate_size=c.d_ff,
+                   num_key_value_heads=c.n_kv_heads, head_dim=c.head_dim, rms_norm_eps=c.norm_eps, hidden_act="silu",
+                   attention_bias=c.attention_bias, rope_parameters=rope)
         d.pop("rope_theta", None)
         d.pop("rope_scaling", None)
         if c.family == "llama":

@@ -82,12 +82,13 @@ class Linear(nn.Module):
     @nn.compact
     def __call__(self, x_BxLxI: jax.Array) -> jax.Array:
         d_in = x_BxLxI.shape[-1]
-        w_IxO = self.param("kernel", nn.with_logical_partitioning(_init, self.axes), (d_in, self.features), self.param_dtype)
+        w_IxO = self.param("kernel", nn.with_logical_partitioning(_init, self.axes), (d_in, self.features),
+                           self.param_dtype)
         x_BxLxI = x_BxLxI.astype(self.dtype)
         y_BxLxO = jnp.dot(x_BxLxI, w_IxO.astype(self.dtype))
         if self.use_bias:
-            b_O = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, self.axes[1:]), (self.features,),
-                             self.param_dtype)
+            zeros = nn.with_logical_partitioning(nn.initializers.zeros, self.axes[1:])
+            b_O = self.param("bias", zeros, (self.features,), self.param_dtype)
             y_BxLxO = y_BxLxO + b_O.astype(self.dtype).reshape((1,) * (y_BxLxO.ndim - 1) + (-1,))
         if self.lora is None:
             return y_BxLxO

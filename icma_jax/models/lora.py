@@ -27,7 +27,8 @@ def init_lora(module_or_config: Any, lora_config: LoraConfig, key: jax.Array, pa
     known = set(LORA_TARGETS[module.config.family])
     unknown = [t for t in lora_config.targets if t not in known]
     if unknown:
-        raise ValueError(f"LoRA targets {unknown} are not linear layers of a {module.config.family} model {sorted(known)}")
+        raise ValueError(f"LoRA targets {unknown} are not linear layers of a {module.config.family} model "
+                         f"{sorted(known)}")
     tok = jnp.zeros((1, 1), jnp.int32)
     lora = jax.jit(lambda k: module.init({"params": k}, tok, tok)["lora"])(key)
     return nn.meta.unbox(lora)

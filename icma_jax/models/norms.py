@@ -21,8 +21,8 @@ class RMSNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        scale_D = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (x_BxLxD.shape[-1],),
-                             self.param_dtype)
+        ones = nn.with_logical_partitioning(nn.initializers.ones, ("norm",))
+        scale_D = self.param("scale", ones, (x_BxLxD.shape[-1],), self.param_dtype)
         x32_BxLxD = x_BxLxD.astype(jnp.float32)
         x32_BxLxD = x32_BxLxD * jax.lax.rsqrt(jnp.mean(x32_BxLxD * x32_BxLxD, axis=-1, keepdims=True) + self.eps)
         return scale_D.astype(self.dtype)[None, None, :] * x32_BxLxD.astype(self.dtype)
@@ -38,11 +38,14 @@ class LayerNorm(nn.Module):
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         d = x_BxLxD.shape[-1]
-        scale_D = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (d,), self.param_dtype)
-        bias_D = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)), (d,), self.param_dtype)
+        ones = nn.with_logical_partitioning(nn.initializers.ones, ("norm",))
+        zeros = nn.with_logical_partitioning(nn.initializers.zeros, ("norm",))
+        scale_D = self.param("scale", ones, (d,), self.param_dtype)
+        bias_D = self.param("bias", zeros, (d,), self.param_dtype)
         x32_BxLxD = x_BxLxD.astype(jnp.float32)
         mean_BxLx1 = jnp.mean(x32_BxLxD, axis=-1, keepdims=True)
         var_BxLx1 = jnp.mean(jnp.square(x32_BxLxD - mean_BxLx1), axis=-1, keepdims=True)
-        y_BxLxD = (x32_BxLxD - mean_BxLx1) * jax.lax.rsqrt(var_BxLx1 + self.eps) * scale_D.astype(jnp.float32)[None, None, :]
+        y_BxLxD = ((x32_BxLxD - mean_BxLx1) * jax.lax.rsqrt(var_BxLx1 + self.eps)
+                   * scale_D.astype(jnp.float32)[None, None, :])
         y_BxLxD = y_BxLxD + bias_D.astype(jnp.float32)[None, None, :]
         return y_BxLxD.astype(self.dtype)

@@ -109,7 +109,8 @@ def import_peft(directory: Any, module_or_config: Any) -> tuple[LoraConfig, dict
                 arrs.append(np.asarray(tensors[key], np.float32).T)
             arr = np.stack(arrs) if path[0] == "layers" else arrs[0]
             if arr.shape != shape:
-                raise ValueError(f"{weights_path}: adapter for {'/'.join(path)} has shape {arr.shape}, expected {shape}")
+                raise ValueError(f"{weights_path}: adapter for {'/'.join(path)} has shape {arr.shape}, "
+                                 f"expected {shape}")
             out[ab] = jnp.asarray(arr)
         return out
 

@@ -80,7 +80,8 @@ def resolve_model(name_or_dir: str | os.PathLike) -> ModelSource:
         ggufs = sorted(p.name for p in path.glob("*.gguf"))
         if len(ggufs) == 1:
             return ModelSource("gguf", path, ggufs[0])
-        raise FileNotFoundError(f"{path}: no config.json" + (f" and several GGUF files {ggufs}: pass one" if ggufs else ""))
+        several = f" and several GGUF files {ggufs}: pass one" if ggufs else ""
+        raise FileNotFoundError(f"{path}: no config.json{several}")
     if path.exists():
         raise ValueError(f"{path}: expected a model directory or a .gguf file")
     if key.count("/") == 1 and not key.startswith((".", "/")):

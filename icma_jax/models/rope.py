@@ -17,7 +17,8 @@ from icma_jax.models.config import LMConfig
 def rope_inv_freq(config: LMConfig) -> np.ndarray:
     """Inverse frequencies (H/2,) in fp32, with `linear` or Llama-3 scaling (transformers' formulas)."""
     h = config.head_dim
-    inv = (1.0 / (np.float32(config.rope_theta) ** (np.arange(0, h, 2, dtype=np.float32) / np.float32(h)))).astype(np.float32)
+    exponent = np.arange(0, h, 2, dtype=np.float32) / np.float32(h)
+    inv = (1.0 / (np.float32(config.rope_theta) ** exponent)).astype(np.float32)
     s = config.rope_scaling
     if s.rope_type == "linear":
         return (inv / np.float32(s.factor)).astype(np.float32)

@@ -50,7 +50,8 @@ def load_chebi(shared_data: pathlib.Path) -> Chebi:
     return Chebi([r[1] for r in test], [r[2] for r in test], [r[1] for r in val], [r[2] for r in val], neighbour)
 
 
-def write_neighbour_files(chebi: Chebi, folder: pathlib.Path, rows: range, empty_every: int = 0) -> tuple[pathlib.Path, pathlib.Path]:
+def write_neighbour_files(chebi: Chebi, folder: pathlib.Path, rows: range, empty_every: int = 0
+                          ) -> tuple[pathlib.Path, pathlib.Path]:
     """Mol2Cap/Cap2Mol prediction files for test `rows`: the nearest validation molecule's caption /
     SMILES as the prediction; of the SMILES, every 10th is corrupted and every 7th (from the 4th) is
     the reference itself in RDKit's canonical spelling; every `empty_every`-th output is left empty."""
@@ -60,13 +61,16 @@ def write_neighbour_files(chebi: Chebi, folder: pathlib.Path, rows: range, empty
     empty = lambda k: empty_every and k % empty_every == empty_every - 1  # noqa: E731
     captions = ["" if empty(k) else chebi.val_texts[j] for k, j in enumerate(nb)]
     with quiet_rdkit():
-        canonical = {i: Chem.MolToSmiles(Chem.MolFromSmiles(chebi.test_smiles[i])) for k, i in enumerate(rows) if k % 7 == 3}
+        canonical = {i: Chem.MolToSmiles(Chem.MolFromSmiles(chebi.test_smiles[i]))
+                     for k, i in enumerate(rows) if k % 7 == 3}
     smiles = [
-        "" if empty(k) else canonical[i] if k % 7 == 3 else chebi.val_smiles[j] if k % 10 else corrupt(chebi.val_smiles[j], k // 10)
+        "" if empty(k) else canonical[i] if k % 7 == 3 else chebi.val_smiles[j] if k % 10
+        else corrupt(chebi.val_smiles[j], k // 10)
         for k, (i, j) in enumerate(zip(rows, nb))
     ]
     m2c, c2m = folder / "mol2cap.tsv", folder / "cap2mol.tsv"
-    write_predictions(m2c, "mol2cap", [chebi.test_smiles[i] for i in rows], [chebi.test_texts[i] for i in rows], captions)
+    write_predictions(m2c, "mol2cap", [chebi.test_smiles[i] for i in rows], [chebi.test_texts[i] for i in rows],
+                      captions)
     write_predictions(c2m, "cap2mol", [chebi.test_texts[i] for i in rows], [chebi.test_smiles[i] for i in rows], smiles)
     return m2c, c2m
 

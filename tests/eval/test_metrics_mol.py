@@ -52,7 +52,8 @@ def test_inchi_failure_is_no_match_even_for_equal_strings():
 
 def test_morgan_similarity_uses_counts_not_bits():
     ref, pred = Chem.MolFromSmiles("CCCCCCO"), Chem.MolFromSmiles("CCCO")
-    counts = lambda m: rdFingerprintGenerator.GetMorganGenerator(radius=2).GetSparseCountFingerprint(m).GetNonzeroElements()  # noqa: E731
+    morgan = rdFingerprintGenerator.GetMorganGenerator(radius=2)
+    counts = lambda m: morgan.GetSparseCountFingerprint(m).GetNonzeroElements()  # noqa: E731
     a, b = counts(ref), counts(pred)
     inter = sum(min(a[k], b.get(k, 0)) for k in a)
     by_hand = inter / (sum(a.values()) + sum(b.values()) - inter)

@@ -38,7 +38,8 @@ def test_full_chebi20_test_set_matches_molt5_scripts(chebi, tmp_path: pathlib.Pa
     load_wordnet()  # puts WordNet where nltk.corpus.wordnet (the scripts' default) finds it
     ours = evaluate_predictions(read_predictions(m2c))
     assert ours["n"] == 3300
-    ref = dict(zip(("bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor"), text_evaluate(_scibert_folder(tmp_path), m2c)))
+    keys = ("bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "meteor")
+    ref = dict(zip(keys, text_evaluate(_scibert_folder(tmp_path), m2c)))
     _assert_close(ours, ref)
 
     ours = evaluate_predictions(read_predictions(c2m), fcd=False)

@@ -15,13 +15,15 @@ def test_round_trip_keeps_strings_verbatim(tmp_path: pathlib.Path):
     assert write_predictions(path, "mol2cap", inputs, refs, outputs) == 0
     assert path.read_text(encoding="utf-8").splitlines()[0] == "SMILES\tground truth\toutput"
     p = read_predictions(path)
-    assert (p.task, p.inputs, p.refs, p.outputs, p.lines) == ("mol2cap", tuple(inputs), tuple(refs), tuple(outputs), (2, 3))
+    assert (p.task, p.inputs, p.refs, p.outputs, p.lines) == (
+        "mol2cap", tuple(inputs), tuple(refs), tuple(outputs), (2, 3))
     assert len(p) == 2 and p.cls_stripped == 0
 
 
 def test_cap2mol_header_and_cls_prefix_only_stripped_for_mol2cap(tmp_path: pathlib.Path):
     m2c = tmp_path / "m2c.tsv"
-    m2c.write_text("SMILES\tground truth\toutput\nCCO\tAn alcohol.\t[CLS] An alcohol.\nCC\tx\t[CLS]y\n", encoding="utf-8")
+    m2c.write_text("SMILES\tground truth\toutput\nCCO\tAn alcohol.\t[CLS] An alcohol.\nCC\tx\t[CLS]y\n",
+                   encoding="utf-8")
     p = read_predictions(m2c)
     assert p.outputs == ("An alcohol.", "[CLS]y") and p.cls_stripped == 1
     c2m = tmp_path / "c2m.tsv"

@@ -73,7 +73,8 @@ def test_bleu_is_corpus_level_not_a_mean_of_sentences():
     hyps = [["a", "b", "c", "d"], ["e", "x", "g", "y"]]
     # p1 = 6/8, p2 = 3/6 (ab bc cd + none), BP = 1 -> sqrt(0.75 * 0.5)
     assert corpus_bleu_score(refs, hyps, (0.5, 0.5)) == pytest.approx(math.sqrt(0.75 * 0.5), abs=1e-12)
-    assert corpus_bleu_score(refs, hyps, (0.25,) * 4) == pytest.approx((0.75 * 0.5 * (2 / 4) * (1 / 2)) ** 0.25, abs=1e-12)
+    want = (0.75 * 0.5 * (2 / 4) * (1 / 2)) ** 0.25
+    assert corpus_bleu_score(refs, hyps, (0.25,) * 4) == pytest.approx(want, abs=1e-12)
 
 
 def test_meteor_synonym_match_through_wordnet():
@@ -148,5 +149,6 @@ def test_missing_wordnet_says_how_to_install(tmp_path: pathlib.Path, monkeypatch
     from icma_jax.eval import wordnet
 
     monkeypatch.setenv("ICMA_WORDNET_DIR", str(tmp_path))
-    with pytest.raises(wordnet.WordNetMissingError, match="missing data.noun.*apt-get install .*wordnet-base wordnet-sense-index"):
+    how = "missing data.noun.*apt-get install .*wordnet-base wordnet-sense-index"
+    with pytest.raises(wordnet.WordNetMissingError, match=how):
         wordnet.wordnet_source()

@@ -39,7 +39,8 @@ def test_cli_generate_prints_greedy_and_beam_continuations(tiny_dir, capsys):
     lm = load_model(str(tiny_dir))
     want = generate(lm, ["w5 w9 w17"], GenerationConfig(max_new_tokens=5))
     assert want[0].strip()
-    assert main(["generate", "--model", str(tiny_dir), "--prompt", "w5 w9 w17", "--greedy", "--max-new-tokens", "5"]) == 0
+    assert main(["generate", "--model", str(tiny_dir), "--prompt", "w5 w9 w17", "--greedy",
+                 "--max-new-tokens", "5"]) == 0
     assert capsys.readouterr().out.splitlines() == want
     assert main(["generate", "--model", str(tiny_dir), "--prompt", "w5 w9", "--temperature", "0.7", "--top-k", "40",
                  "--top-p", "0.85", "--repetition-penalty", "0.8", "--max-new-tokens", "4", "--seed", "1"]) == 0
@@ -59,7 +60,8 @@ def test_cli_export_merges_a_peft_adapter(tiny_dir, tmp_path, hf):
     merged = load_model(str(tmp_path / "merged"))
     tokens, mask = hf.padded_batch()
     with jax.default_matmul_precision("highest"):
-        want = lm.module.clone(lora=lcfg).apply({"params": lm.params, "lora": lora}, jnp.asarray(tokens), jnp.asarray(mask))
+        want = lm.module.clone(lora=lcfg).apply({"params": lm.params, "lora": lora}, jnp.asarray(tokens),
+                                                jnp.asarray(mask))
         got = merged.module.apply({"params": merged.params}, jnp.asarray(tokens), jnp.asarray(mask))
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4)
     assert merged.tokenizer("w5 w6")["input_ids"] == lm.tokenizer("w5 w6")["input_ids"]

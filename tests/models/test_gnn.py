@@ -177,7 +177,8 @@ def test_retrieve_cli_with_a_pth_encoder_ranks_by_the_torch_models_embeddings(tm
 
     smiles = SMILES + ["CCCCO", "c1ccncc1", "CC(C)O", "OC1CCCCC1", "CCOC(=O)C", "Nc1ccccc1"]
     data = tmp_path / "mols.txt"
-    data.write_text("CID\tSMILES\tdescription\n" + "".join(f"{100 + i}\t{s}\tmolecule {i}\n" for i, s in enumerate(smiles)))
+    rows = "".join(f"{100 + i}\t{s}\tmolecule {i}\n" for i, s in enumerate(smiles))
+    data.write_text("CID\tSMILES\tdescription\n" + rows)
     ref = _random_torch_gnn(5, 300, seed=3)
     torch.save(ref.state_dict(), tmp_path / "encoder.pth")
     graphs = [featurize(s) for s in smiles]

@@ -104,7 +104,8 @@ def test_indivisible_axes_are_replicated(hf):
     from icma_jax.models.config import config_from_hf as cfh
     from icma_jax.models.transformer import abstract_variables, build_model
 
-    c = cfh(hf.tiny_hf_config("llama", hidden_size=24, num_attention_heads=4, num_key_value_heads=1, vocab_size=127).to_dict())
+    c = cfh(hf.tiny_hf_config("llama", hidden_size=24, num_attention_heads=4, num_key_value_heads=1,
+                              vocab_size=127).to_dict())
     sh = param_shardings(abstract_variables(build_model(c))["params"], make_mesh(data=1, fsdp=2, tensor=4))
     assert sh["layers"]["self_attn"]["k_proj"]["kernel"].spec == jax.sharding.PartitionSpec(None, "fsdp", None)
     assert sh["embed_tokens"]["embedding"].spec == jax.sharding.PartitionSpec(None, "fsdp")

@@ -162,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
                 elif code == 0:
                     verdict = "SURVIVED (its tests pass)"
                 else:
-                    verdict = f"SURVIVED (no assertion failed: {(failures or ['pytest exit %d' % code])[0].splitlines()[0][:160]})"
+                    first = (failures or [f"pytest exit {code}"])[0].splitlines()[0][:160]
+                    verdict = f"SURVIVED (no assertion failed: {first})"
             restore(originals)
             killed += verdict == "killed"
             if verdict != "killed":
                 bad.append(f"{m['id']} [{m['contract']}]: {verdict}")
-            print(f"{m['id']:>4} {verdict.split(' (')[0]:<9} {time.monotonic() - t0:5.0f} s  {m['contract']}", flush=True)
+            seconds = time.monotonic() - t0
+            print(f"{m['id']:>4} {verdict.split(' (')[0]:<9} {seconds:5.0f} s  {m['contract']}", flush=True)
     print(f"mutants killed: {killed}/{len(mutants)} ({time.monotonic() - start:.0f} s)")
     for line in bad:
         print(f"  {line}")

@@ -97,7 +97,8 @@ def test_sigterm_is_forwarded_to_every_process(tmp_path):
 def test_process_env_replaces_the_device_count():
     env = launch.process_env({"XLA_FLAGS": "--xla_foo=1 --xla_force_host_platform_device_count=8"}, 1, 2, 999, 4)
     assert env["XLA_FLAGS"] == "--xla_foo=1 --xla_force_host_platform_device_count=4"
-    assert (env["JAX_COORDINATOR_ADDRESS"], env["JAX_NUM_PROCESSES"], env["JAX_PROCESS_ID"]) == ("127.0.0.1:999", "2", "1")
+    got = (env["JAX_COORDINATOR_ADDRESS"], env["JAX_NUM_PROCESSES"], env["JAX_PROCESS_ID"])
+    assert got == ("127.0.0.1:999", "2", "1")
 
 
 @pytest.mark.parametrize("flags, msg", [(["--processes", "0"], "--processes must be >= 1"),

@@ -15,7 +15,7 @@ def small(tmp_path, chebi):
     recs = validation.records[:40]
     lines = [f"{r.cid}\t{r.smiles}\t{r.text}" for r in recs]
     lines.append(f"{recs[3].cid}\t{recs[3].smiles}\t{recs[3].text}")  # row 40 = a copy of row 3
-    lines.append(f"999999\tC1CC(\tan impossible molecule")  # row 41: invalid SMILES
+    lines.append("999999\tC1CC(\tan impossible molecule")  # row 41: invalid SMILES
     p = tmp_path / "small.txt"
     p.write_text("CID\tSMILES\tdescription\n" + "\n".join(lines) + "\n")
     return load_split(p)

@@ -3,10 +3,8 @@
 import os
 import pathlib
 import subprocess
-import sys
 
 import jax
-import numpy as np
 import pytest
 
 from icma_jax.training.checkpoint import MANIFEST, CheckpointDamagedError, Checkpointer, abstract_state
