@@ -167,11 +167,14 @@ def train_ours(case: Case, source: str, seqs: list, pad_id: int, lora_dir: pathl
     step_fn = cache[key]
     group, m, k = args.micro * args.accum, args.micro, args.accum
     length = -(-max(len(s.ids) for s in seqs) // 64) * 64  # one padded length for the run (one bucket)
-    batches = []
+    full = []
     for s in range(args.steps):
         chunk = seqs[s * group:(s + 1) * group]
         rows = [chunk[j * m + i] for i in range(m) for j in range(k)]  # row i*k + j lands in micro-batch j
-        batches.append(loss_window(pad_batch(rows, length, group, pad_id)))
+        full.append(pad_batch(rows, length, group, pad_id))
+    # one loss-window width for the run (the widest any batch needs; field 2 holds the targets): one compile
+    width = max(np.shape(loss_window(b)[2])[1] for b in full)
+    batches = [loss_window(b, fractions=(length // width,)) if width < length else b for b in full]
     shapes = {jax.tree.map(np.shape, b): b for b in batches}  # loss windows: a few widths W per run
     t0 = time.perf_counter()
     for b in shapes.values():  # compile every shape first, on a throwaway copy of the state
@@ -301,7 +304,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="bound on max |ours - torch| of the trained fp32 weights")
     ap.add_argument("--bf16-tolerance", type=float, default=2e-2, help="bound on the bf16 relative loss difference")
     ap.add_argument("--data-dir", default=os.environ.get("ICMA_DATA_DIR", str(HERE.parent.parent / "shared" / "data")))
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (the tiny models gain nothing from more; on shared cores torch's OpenMP "
+                         "pool stalls)")
     ap.add_argument("--plot", help="PNG file: both loss curves and their relative difference")
     args = ap.parse_args(argv)
     args.warmup = args.steps // 3 if args.warmup is None else args.warmup
