@@ -1,9 +1,10 @@
-"""Beam search with transformers' (v5) semantics, as one `lax.while_loop` over a KV cache of B*K rows.
+"""Beam search with transformers' (v5) semantics, as one `lax.while_loop` over a KV cache of B*X rows.
 
-Per step: log-softmax, repetition penalty, add running scores, keep the top 2K continuations; those hitting EOS
-(or the length limit) among the top K become finished hypotheses scored sum_logp / new_len ** length_penalty;
-the best K others keep running. Stops when no running beam can beat the worst finished one (HF's
-`early_stopping=False` heuristic). Dims: B batch, K beams, C = 2K candidates, N new tokens, V vocab.
+Per step: log-softmax, repetition penalty, add running scores, keep the top 2X continuations; those hitting EOS
+(or the length limit) among the top X become finished hypotheses scored sum_logp / new_len ** length_penalty;
+the best X others keep running. Stops when no running beam can beat the worst finished one (HF's
+`early_stopping=False` heuristic). Dims (package legend):
+B batch rows, X beams, C = 2X candidates, U generated tokens, P prompt bucket, V vocabulary.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ def beam_search(config: LMConfig, prefill: Callable, decode: Callable, tokens_Bx
     (logits, cache) run the model (see `generate._prefill_and_step`)."""
     b, p = tokens_BxP.shape
     v, c = config.vocab_size, max(2, 1 + len(eos_ids)) * k
-    tok_BKxP = jnp.repeat(tokens_BxP, k, axis=0)
-    mask_BKxP = jnp.repeat(mask_BxP, k, axis=0)
-    logits_BKxPxV, cache = prefill(tok_BKxP, mask_BKxP, init_cache(config, b * k, p + n))
+    tok_BXxP = jnp.repeat(tokens_BxP, k, axis=0)
+    mask_BXxP = jnp.repeat(mask_BxP, k, axis=0)
+    logits_BXxPxV, cache = prefill(tok_BXxP, mask_BXxP, init_cache(config, b * k, p + n))
     rows = jnp.arange(b * k)[:, None]
-    seen_BKxV = jnp.zeros((b * k, v), bool).at[rows, tok_BKxP].max(mask_BKxP.astype(bool))
+    seen_BXxV = jnp.zeros((b * k, v), bool).at[rows, tok_BXxP].max(mask_BXxP.astype(bool))
     eos_E = jnp.asarray(eos_ids, jnp.int32)
     top_k_C = jnp.arange(c) < k
 
@@ -45,45 +46,45 @@ def beam_search(config: LMConfig, prefill: Callable, decode: Callable, tokens_Bx
 
     def body(s):
         t = s["t"]
-        logp_BKxV = jax.nn.log_softmax(s["logits"].astype(jnp.float32), axis=-1)
-        logp_BKxV = repetition_penalty(logp_BKxV, s["seen"], penalty)
-        acc_BxKV = (logp_BKxV.reshape(b, k, v) + s["run_score"][:, :, None]).reshape(b, k * v)
-        cand_score_BxC, idx_BxC = jax.lax.top_k(acc_BxKV, c)
+        logp_BXxV = jax.nn.log_softmax(s["logits"].astype(jnp.float32), axis=-1)
+        logp_BXxV = repetition_penalty(logp_BXxV, s["seen"], penalty)
+        acc_BxXV = (logp_BXxV.reshape(b, k, v) + s["run_score"][:, :, None]).reshape(b, k * v)
+        cand_score_BxC, idx_BxC = jax.lax.top_k(acc_BxXV, c)
         beam_BxC, tok_BxC = idx_BxC // v, (idx_BxC % v).astype(jnp.int32)
-        cand_seq_BxCxN = _take(s["run_seq"], beam_BxC).at[:, :, t].set(tok_BxC)
+        cand_seq_BxCxU = _take(s["run_seq"], beam_BxC).at[:, :, t].set(tok_BxC)
         hits_BxC = jnp.any(tok_BxC[..., None] == eos_E[None, None, :], axis=-1) | (t == n - 1)
         # running beams: best K that did not stop
         run_score_BxC = cand_score_BxC + jnp.where(hits_BxC, _NEG, 0.0)
-        run_score_BxK, keep_BxK = jax.lax.top_k(run_score_BxC, k)
-        run_seq = _take(cand_seq_BxCxN, keep_BxK)
-        src_BxK = _take(beam_BxC, keep_BxK)
-        # finished hypotheses: stopped among the top K candidates, length-normalised, merged with the old ones
+        run_score_BxX, keep_BxX = jax.lax.top_k(run_score_BxC, k)
+        run_seq = _take(cand_seq_BxCxU, keep_BxX)
+        src_BxX = _take(beam_BxC, keep_BxX)
+        # finished hypotheses: stopped among the top X candidates, length-normalised, merged with the old ones
         did_BxC = hits_BxC & top_k_C[None, :]
         norm_BxC = cand_score_BxC / ((t + 1).astype(jnp.float32) ** length_penalty)
         norm_BxC = norm_BxC + jnp.where(s["unsat"], 0.0, _NEG) + jnp.where(did_BxC, 0.0, _NEG)
         merged_score = jnp.concatenate([s["fin_score"], norm_BxC], axis=1)
-        best_score_BxK, best_BxK = jax.lax.top_k(merged_score, k)
-        fin_seq = _take(jnp.concatenate([s["fin_seq"], cand_seq_BxCxN], axis=1), best_BxK)
-        fin_flag = _take(jnp.concatenate([s["fin_flag"], did_BxC], axis=1), best_BxK)
+        best_score_BxX, best_BxX = jax.lax.top_k(merged_score, k)
+        fin_seq = _take(jnp.concatenate([s["fin_seq"], cand_seq_BxCxU], axis=1), best_BxX)
+        fin_flag = _take(jnp.concatenate([s["fin_flag"], did_BxC], axis=1), best_BxX)
         # reorder cache and seen-token sets to the surviving beams, then feed their new tokens
-        flat_src_BK = (src_BxK + jnp.arange(b)[:, None] * k).reshape(-1)
+        flat_src_BX = (src_BxX + jnp.arange(b)[:, None] * k).reshape(-1)
         cache = s["cache"]
-        cache = cache._replace(k_ZxBxSxKxH=cache.k_ZxBxSxKxH[:, flat_src_BK], v_ZxBxSxKxH=cache.v_ZxBxSxKxH[:, flat_src_BK],
-                               mask_BxS=cache.mask_BxS[flat_src_BK])
-        new_tok_BK = run_seq[:, :, t].reshape(-1)
-        seen = s["seen"][flat_src_BK].at[jnp.arange(b * k), new_tok_BK].set(True)
-        logits_BKx1xV, cache = decode(new_tok_BK[:, None], jnp.ones((b * k, 1), jnp.int32), cache)
+        cache = cache._replace(k_ZxBxSxKxH=cache.k_ZxBxSxKxH[:, flat_src_BX], v_ZxBxSxKxH=cache.v_ZxBxSxKxH[:, flat_src_BX],
+                               mask_BxS=cache.mask_BxS[flat_src_BX])
+        new_tok_BX = run_seq[:, :, t].reshape(-1)
+        seen = s["seen"][flat_src_BX].at[jnp.arange(b * k), new_tok_BX].set(True)
+        logits_BXx1xV, cache = decode(new_tok_BX[:, None], jnp.ones((b * k, 1), jnp.int32), cache)
         # HF's early_stopping=False heuristic: can the best running beam still beat the worst finished one?
-        best_possible_Bx1 = run_score_BxK[:, :1] / ((t + 1).astype(jnp.float32) ** length_penalty)
-        worst_BxK = jnp.where(fin_flag, jnp.min(best_score_BxK, axis=1, keepdims=True), _NEG)
-        unsat = s["unsat"] & jnp.any(best_possible_Bx1 > worst_BxK, axis=-1, keepdims=True)
+        best_possible_Bx1 = run_score_BxX[:, :1] / ((t + 1).astype(jnp.float32) ** length_penalty)
+        worst_BxX = jnp.where(fin_flag, jnp.min(best_score_BxX, axis=1, keepdims=True), _NEG)
+        unsat = s["unsat"] & jnp.any(best_possible_Bx1 > worst_BxX, axis=-1, keepdims=True)
         stop = ~jnp.any(unsat) | jnp.all(hits_BxC)
-        return dict(t=t + 1, cache=cache, logits=logits_BKx1xV[:, 0], seen=seen, run_seq=run_seq,
-                    run_score=run_score_BxK, fin_seq=fin_seq, fin_score=best_score_BxK, fin_flag=fin_flag,
+        return dict(t=t + 1, cache=cache, logits=logits_BXx1xV[:, 0], seen=seen, run_seq=run_seq,
+                    run_score=run_score_BxX, fin_seq=fin_seq, fin_score=best_score_BxX, fin_flag=fin_flag,
                     unsat=unsat, stop=stop)
 
     init = dict(
-        t=jnp.zeros((), jnp.int32), cache=cache, logits=logits_BKxPxV[:, -1], seen=seen_BKxV,
+        t=jnp.zeros((), jnp.int32), cache=cache, logits=logits_BXxPxV[:, -1], seen=seen_BXxV,
         run_seq=jnp.full((b, k, n), pad_id, jnp.int32),
         run_score=jnp.zeros((b, k), jnp.float32).at[:, 1:].set(_NEG),
         fin_seq=jnp.full((b, k, n), pad_id, jnp.int32), fin_score=jnp.full((b, k), _NEG, jnp.float32),

@@ -1,7 +1,8 @@
 """Jitted generation: one prefill + a `lax.while_loop` of single-token steps over a preallocated KV cache.
 
 Shapes are fixed per (batch, prompt-length bucket, max_new_tokens, mode), so each bucket compiles once.
-Dims: B batch, P prompt bucket, N new tokens, S = P + N cache slots, V vocab, K beams.
+Dims (package legend): B batch rows, P prompt bucket, U generated tokens, S = P + U cache slots, V vocabulary,
+X beams.
 """
 
 from __future__ import annotations
@@ -128,14 +129,14 @@ def _sample_loop(params, lora, tokens_BxP, mask_BxP, key, *, module: CausalLM, g
         return (step < n) & ~jnp.all(done_B)
 
     def body(state):
-        step, cache, logits_BxV, seen_BxV, out_BxN, done_B = state
+        step, cache, logits_BxV, seen_BxV, out_BxU, done_B = state
         tok_B = choose(proc(logits_BxV, seen_BxV), jax.random.fold_in(key, step), not gen.greedy)
         tok_B = jnp.where(done_B, pad_id, tok_B)
-        out_BxN = out_BxN.at[:, step].set(tok_B)
+        out_BxU = out_BxU.at[:, step].set(tok_B)
         seen_BxV = seen_BxV.at[jnp.arange(b), tok_B].set(True)
         done_B = done_B | jnp.any(tok_B[:, None] == eos_E[None, :], axis=-1)
         logits_Bx1xV, cache = decode(tok_B[:, None], jnp.ones((b, 1), jnp.int32), cache)
-        return step + 1, cache, logits_Bx1xV[:, 0], seen_BxV, out_BxN, done_B
+        return step + 1, cache, logits_Bx1xV[:, 0], seen_BxV, out_BxU, done_B
 
     state = (jnp.zeros((), jnp.int32), cache, logits_BxPxV[:, -1], _seen(tokens_BxP, mask_BxP, v),
              jnp.full((b, n), pad_id, jnp.int32), jnp.zeros((b,), bool))

@@ -107,9 +107,9 @@ def generate_answers(p: EvalPlan, module, params, lora_params, tokenizer, prompt
         chunk = list(prompt_ids[start:start + bs])
         batch = pad_prompts(chunk + [chunk[0]] * (bs - len(chunk)), length, bs, pad_id)
         gen = dataclasses.replace(p.generation, seed=p.generation.seed + start)
-        out_BxT = generate_tokens(module, params, batch.tokens_BxL, batch.segment_ids_BxL, gen, eos_ids=eos_ids,
+        out_BxU = generate_tokens(module, params, batch.tokens_BxL, batch.segment_ids_BxL, gen, eos_ids=eos_ids,
                                   pad_id=pad_id)
-        for row in out_BxT[:len(chunk)]:
+        for row in out_BxU[:len(chunk)]:
             ids = row.tolist()
             cut = next((i for i, t in enumerate(ids) if t in eos_ids), len(ids))
             text = tokenizer.decode(ids[:cut], skip_special_tokens=True)
