@@ -87,6 +87,7 @@ def main(argv: list[str], prog: str = "icma-jax train") -> int:
     from absl import logging
 
     from icma_jax.run import train_and_evaluate
+    from icma_jax.run.loop import Stopped
 
     try:
         config, workdir = parse(argv, prog)
@@ -96,6 +97,9 @@ def main(argv: list[str], prog: str = "icma-jax train") -> int:
     except USER_ERRORS as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:  # preemption: 128 + SIGTERM, as a process ended by the signal reports itself
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 143
     print(resource_summary(time.monotonic() - started))
     return 0
 

@@ -14,35 +14,32 @@ import json
 import os
 import pathlib
 import time
-from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
-from icma_jax import config as config_lib
+from icma_jax import config as config_lib, distributed
 from icma_jax.config import Config
 from icma_jax.data.batching import BatchIterator, loss_window
 from icma_jax.models import LoraConfig
-from icma_jax.run import backbone as backbone_lib, context, evaluate
+from icma_jax.run import backbone as backbone_lib, context, evaluate, outputs
 from icma_jax.run.run_log import RunLog, count_summary
 from icma_jax.sharding import make_mesh
 from icma_jax.training.checkpoint import Checkpointer, abstract_state
 from icma_jax.training.optim import make_optimizer
 from icma_jax.training.state import create_state
-from icma_jax.training.step import StepConfig, check_finite, device_put_batch, make_train_step
+from icma_jax.training.step import StepConfig, check_finite, device_put_batch, host_rows, make_train_step, process_rows
+
+ROW_TRACE_ENV = "ICMA_ROW_TRACE"  # tests: each process appends the global rows it fed to $ICMA_ROW_TRACE.<index>
 
 
-def _launched_on_several_hosts() -> bool:
-    env = os.environ.get
-    return bool(env("JAX_COORDINATOR_ADDRESS") or int(env("SLURM_NTASKS", "1")) > 1
-                or int(env("OMPI_COMM_WORLD_SIZE", "1")) > 1 or "," in env("TPU_WORKER_HOSTNAMES", ""))
+class Stopped(Exception):
+    """SIGTERM (preemption, requeue): a checkpoint was saved at `step`; the same command resumes."""
 
-
-def maybe_initialize_distributed() -> None:
-    """`jax.distributed.initialize()` (cluster auto-detected) when launched as one of several processes."""
-    if _launched_on_several_hosts() and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
+    def __init__(self, step: int):
+        super().__init__(f"stopped by SIGTERM after step {step}: checkpoint saved, run the same command to resume")
+        self.step = step
 
 
 def _log(msg: str) -> None:
@@ -65,8 +62,8 @@ def _write_config(workdir: pathlib.Path, cfg: Config) -> None:
                 json.dumps(new[g][k])))
             raise ValueError(f"{path} holds a different config (fields {', '.join(diff)}); use a new --workdir "
                              "or the same config to resume")
-    elif jax.process_index() == 0:
-        path.write_text(json.dumps(new, indent=2) + "\n")
+    elif outputs.is_writer():
+        outputs.write_text(path, json.dumps(new, indent=2) + "\n")
 
 
 def _check_fits(cfg: Config, lm_config, mesh, n_seqs: int, total_steps: int) -> None:
@@ -88,16 +85,25 @@ def _check_fits(cfg: Config, lm_config, mesh, n_seqs: int, total_steps: int) -> 
         raise ValueError(f"train.warmup_steps={cfg.train.warmup_steps} exceeds the run's {total_steps} steps")
 
 
-def _host_rows(batch: Any) -> Any:
-    """This process's contiguous share of the global batch rows (all of it on one host)."""
-    n, i = jax.process_count(), jax.process_index()
-    return jax.tree.map(lambda x: x[i * (x.shape[0] // n):(i + 1) * (x.shape[0] // n)], batch)
+def _check_inputs_agree(seqs, nb: context.RunNeighbours) -> None:
+    """Every process built the neighbours and training sequences itself: they must be identical."""
+    arrays = [a for s in seqs for a in (s.ids, s.labels)]
+    for group in (nb.train, nb.test, nb.valid or []):
+        arrays += [np.asarray(a, np.int64) for a in group]
+    distributed.check_same_everywhere("neighbours or training prompts", distributed.digest(arrays))
+
+
+def _trace_rows(step: int, rows: np.ndarray) -> None:
+    path = os.environ.get(ROW_TRACE_ENV)
+    if path:
+        with open(f"{path}.{jax.process_index()}", "a") as f:
+            f.write(json.dumps({"step": step, "rows": rows.tolist()}) + "\n")
 
 
 def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdir: str | os.PathLike) -> dict:
     """Runs (or resumes) a whole ICMA run in `workdir`; returns the test metrics (and the zero-shot ones)."""
     cfg = config if isinstance(config, Config) else config_lib.from_config_dict(config)
-    maybe_initialize_distributed()
+    distributed.initialize(cfg.mesh.heartbeat_timeout_s)
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     _write_config(workdir, cfg)
@@ -119,6 +125,7 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
     seqs_for_epoch = _sequences(cfg, splits, nb.train, tokenizer)
     seqs, report = seqs_for_epoch(0)
     _log(f"training prompts: {report.summary()}")
+    _check_inputs_agree(seqs, nb)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     iterator = BatchIterator(seqs, batch_size=cfg.train.batch_size, buckets=cfg.train.buckets, pad_id=pad_id,
                              seed=cfg.train.seed, seqs_for_epoch=(lambda e: seqs_for_epoch(e)[0])
@@ -142,6 +149,11 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
     optimizer = make_optimizer(cfg.train.lr, cfg.train.warmup_steps, total, cfg.train.b1, cfg.train.b2,
                                cfg.train.eps, cfg.train.weight_decay, cfg.train.clip_norm)
     state, state_sharding = create_state(backbone.trainable, optimizer, backbone.trainable_sharding)
+    if jax.process_count() > 1:
+        leaves = jax.tree.leaves((backbone.trainable, backbone.base))
+        shardings = jax.tree.leaves((backbone.trainable_sharding, backbone.base_sharding))
+        n_split = sum(distributed.split_across_processes(s, x.shape) for x, s in zip(leaves, shardings))
+        _log(f"{jax.process_count()} processes; {n_split} of {len(leaves)} parameter arrays are split across them")
     ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=cfg.train.keep_checkpoints)
     rng = dropout_key
     if ckpt.latest_step() is not None:
@@ -156,6 +168,7 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
     start = int(state.step)
     log = RunLog(workdir, total_steps=total, start_step=start)
     pending, t_last = None, time.time()
+    stop = distributed.StopRequest()
 
     def flush(pending) -> None:
         step, metrics, t0 = pending
@@ -170,15 +183,19 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
         for step in range(start + 1, total + 1):
             batch = loss_window(next(iterator))  # the same W on every host: decided on the global batch
             n_tokens_total = int((batch.segment_ids_BxL > 0).sum())  # packed rows hold ids 1, 2, ...
-            state, metrics = step_fn(state, backbone.base, device_put_batch(_host_rows(batch), mesh), rng)
+            _trace_rows(step, process_rows(mesh, batch.tokens_BxL.shape[0]))
+            state, metrics = step_fn(state, backbone.base, device_put_batch(host_rows(batch, mesh), mesh), rng)
             metrics = {**metrics, "tokens_total": n_tokens_total}
             if pending is not None:  # fetch step N-1 after dispatching step N (async dispatch)
                 flush(pending)
             pending, t_last = (step, metrics, t_last), time.time()
-            if step % cfg.train.checkpoint_every == 0 or step == total:
+            stopping = stop.reached(step)
+            if step % cfg.train.checkpoint_every == 0 or step == total or stopping:
                 flush(pending)  # never checkpoint a state whose loss was not finite
                 pending = None
                 ckpt.save(step, state, rng, iterator.state(), force=True)
+            if stopping:
+                raise Stopped(step)
             if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != total:
                 res = evaluate.evaluate_split(eval_plan, backbone, state.trainable, splits.database, splits.valid,
                                               nb.valid, workdir, tag=f"valid_step{step}")
@@ -186,6 +203,7 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
         if pending is not None:
             flush(pending)
     finally:
+        stop.close()
         ckpt.wait_until_finished()
         ckpt.close()
         log.finish()

@@ -14,11 +14,11 @@ import sys
 import time
 from typing import Any
 
-import jax
 import numpy as np
 import tqdm
 
 from icma_jax.progress import on_terminal
+from icma_jax.run import outputs
 
 
 def count_summary(total: int, trainable: int) -> str:
@@ -46,13 +46,13 @@ class RunLog:
 
     def __init__(self, workdir: str | pathlib.Path, *, total_steps: int, start_step: int):
         self.workdir = pathlib.Path(workdir)
-        self.is_writer = jax.process_index() == 0
+        self.is_writer = outputs.is_writer()
         self.path = self.workdir / "metrics.jsonl"
         self.start_time = time.time()
         self._tb = None
         if self.is_writer:
             kept = [r for r in _read_jsonl(self.path) if r.get("step", 0) <= start_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            outputs.write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
             from tensorboardX import SummaryWriter  # imported lazily: it is slow to import
 
             self._tb = SummaryWriter(str(self.workdir / "tensorboard"))
@@ -108,7 +108,8 @@ class RunLog:
         ax.set_ylabel("training loss")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(self.workdir / "loss.png", dpi=120)
+        with outputs.atomic_path(self.workdir / "loss.png") as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
         plt.close(fig)
 
 
