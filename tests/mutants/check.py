@@ -1,10 +1,10 @@
 """Curated mutation check: each mutant of `mutants.toml` must be killed by the tests that name its contract.
 
-    python tests/mutants/check.py [--only ID ...] [--list]
+    python tests/mutants/check.py [--only ID ...] [--list] [--jobs N]
 
-The tree (tracked and untracked, not ignored) is copied once to a scratch folder; the named tests must pass
-there unmutated (baseline). Then, for each mutant, its edits (file, exact old text, new text) are applied to
-the scratch copy and its tests run with that copy first on sys.path. A mutant is
+The tree (tracked and untracked, not ignored) is copied to one scratch folder per job; the named tests must
+pass there unmutated (baseline). Then, for each mutant, its edits (file, exact old text, new text) are applied
+to a scratch copy and its tests run with that copy first on sys.path, N mutants at a time. A mutant is
 
 - killed: its tests collected and one failed on an assertion;
 - survived: they passed, or failed only with another exception (the contract was not stated);
@@ -16,7 +16,9 @@ Prints `mutants killed: K/N`, names each survivor and stale mutant, and exits 1 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
+import queue
 import pathlib
 import shutil
 import subprocess
@@ -122,10 +124,29 @@ def restore(originals: dict[pathlib.Path, str]) -> None:
         path.write_text(text)
 
 
+def judge(scratch: pathlib.Path, mutant: dict, report: pathlib.Path) -> str:
+    """'killed', or why not (SURVIVED ... / STALE ...), for one mutant in one scratch copy (restored after)."""
+    originals, stale = apply(scratch, mutant)
+    try:
+        if stale:
+            return f"STALE ({stale})"
+        code, failures = run_tests(scratch, mutant["tests"], report, stop_first=True)
+        if code == 1 and any(f.startswith(ASSERTION_PREFIXES) for f in failures):
+            return "killed"
+        if code == 0:
+            return "SURVIVED (its tests pass)"
+        first = (failures or [f"pytest exit {code}"])[0].splitlines()[0][:160]
+        return f"SURVIVED (no assertion failed: {first})"
+    finally:
+        restore(originals)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", default=None, help="run only these mutant ids")
     ap.add_argument("--list", action="store_true", help="print the mutants and the contracts they break")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="mutants judged at once, each in its own scratch copy (default: the CPU count)")
     args = ap.parse_args(argv)
     mutants = load_mutants()
     if args.only:
@@ -138,41 +159,40 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m['id']}: {m['contract']}\n    " + "\n    ".join(m["tests"]))
         return 0
     start = time.monotonic()
+    jobs = max(1, min(args.jobs, len(mutants)))
     with tempfile.TemporaryDirectory(prefix="icma-mutants-") as tmp:
-        scratch = pathlib.Path(tmp) / "tree"
-        scratch_copy(scratch)
+        copies = [pathlib.Path(tmp) / f"tree{j}" for j in range(jobs)]
+        for scratch in copies:
+            scratch_copy(scratch)
         all_tests = sorted({t for m in mutants for t in m["tests"]})
-        code, failures = run_tests(scratch, all_tests, pathlib.Path(tmp) / "baseline.xml", stop_first=False)
+        xdist = ["-n", str(jobs)] if jobs > 1 else []
+        code, failures = run_tests(copies[0], xdist + all_tests, pathlib.Path(tmp) / "baseline.xml", stop_first=False)
         if code != 0:
             print(f"baseline: the named tests fail on the unmutated tree (pytest exit {code}); fix them first:")
             print("\n".join(f"  {f.splitlines()[0][:200]}" for f in failures if f))
             return 1
         print(f"baseline: {len(all_tests)} test ids pass ({time.monotonic() - start:.0f} s)", flush=True)
-        killed, bad = 0, []
-        for m in mutants:
-            t0 = time.monotonic()
-            originals, stale = apply(scratch, m)
-            if stale:
-                verdict = f"STALE ({stale})"
-            else:
-                code, failures = run_tests(scratch, m["tests"], pathlib.Path(tmp) / f"{m['id']}.xml", stop_first=True)
-                asserted = [f for f in failures if f.startswith(ASSERTION_PREFIXES)]
-                if code == 1 and asserted:
-                    verdict = "killed"
-                elif code == 0:
-                    verdict = "SURVIVED (its tests pass)"
-                else:
-                    first = (failures or [f"pytest exit {code}"])[0].splitlines()[0][:160]
-                    verdict = f"SURVIVED (no assertion failed: {first})"
-            restore(originals)
-            killed += verdict == "killed"
-            if verdict != "killed":
-                bad.append(f"{m['id']} [{m['contract']}]: {verdict}")
-            seconds = time.monotonic() - t0
-            print(f"{m['id']:>4} {verdict.split(' (')[0]:<9} {seconds:5.0f} s  {m['contract']}", flush=True)
+        free: queue.Queue[pathlib.Path] = queue.Queue()
+        for scratch in copies:
+            free.put(scratch)
+
+        def one(m: dict) -> tuple[dict, str, float]:
+            scratch, t0 = free.get(), time.monotonic()
+            try:
+                return m, judge(scratch, m, pathlib.Path(tmp) / f"{m['id']}.xml"), time.monotonic() - t0
+            finally:
+                free.put(scratch)
+
+        verdicts = {}
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            for m, verdict, seconds in pool.map(one, mutants):
+                verdicts[m["id"]] = verdict
+                print(f"{m['id']:>4} {verdict.split(' (')[0]:<9} {seconds:5.0f} s  {m['contract']}", flush=True)
+    killed = sum(v == "killed" for v in verdicts.values())
     print(f"mutants killed: {killed}/{len(mutants)} ({time.monotonic() - start:.0f} s)")
-    for line in bad:
-        print(f"  {line}")
+    for m in mutants:
+        if verdicts[m["id"]] != "killed":
+            print(f"  {m['id']} [{m['contract']}]: {verdicts[m['id']]}")
     return 0 if killed == len(mutants) else 1
 
 
