@@ -1,8 +1,15 @@
 """Train-step tokens/s and MFU for ICMA's backbones on one accelerator (random init, cutoff 2048).
 
-Shapes: Galactica-125M (OPT, full fine-tuning, fp32 params + optimiser, bf16 compute), Galactica-1.3B and
-Mistral-7B-v0.2 (LoRA r32 alpha64 on every linear but lm_head, bf16 base, fp32 adapters + optimiser,
-activation checkpointing). One device, our jitted `make_train_step`, synthetic left-padded batches.
+Shapes and settings of configs/icma.py's paper presets: Galactica-125M (OPT, full fine-tuning, fp32 params,
+optimiser and compute), Galactica-1.3B and Mistral-7B-Instruct-v0.2 (LoRA r32 alpha64 on every linear but
+lm_head, bf16 base and compute, fp32 adapters + optimiser, activation checkpointing), each at its preset's
+micro-batch (32 sequences per step in 4, 4 and 8 micro-batches). One device, our jitted `make_train_step`,
+random weights, synthetic left-padded batches: only the model and training code is imported (no RDKit, no
+tokenizer, no data, no network), so it runs on a bare accelerator machine with a newer jax.
+
+Memory: `peak` = the device allocator's peak bytes in use (accelerators; process-wide, so models run in
+ascending size), `compiled` = XLA's buffer assignment for the step (arguments + outputs + temporaries - aliased,
+any backend, CPU included).
 
 FLOPs per trained token (stated, PaLM-style):
   matmul:    6·N (full fine-tuning: forward 2N, input grads 2N, weight grads 2N) or
@@ -10,7 +17,8 @@ FLOPs per trained token (stated, PaLM-style):
              (every kernel incl. lm_head; the input-embedding lookup and position table are not matmuls);
   attention: 12·n_layers·n_heads·head_dim·L (QK^T and AV, forward ×1 + backward ×2, the full L×L square,
              no causal discount, as in PaLM's appendix B); L = sequence length.
-MFU = achieved FLOP/s / peak (dense bf16: H100/H200 989 TFLOP/s, A100 312; or --peak-tflops).
+MFU = achieved FLOP/s / peak (dense bf16: H100/H200 989 TFLOP/s, A100 312; or --peak-tflops);
+Galactica-125M computes in fp32 as its preset does, so its MFU against the bf16 peak is a lower bound.
 Recomputation under remat is not counted as useful work.
 
 Usage: python bench/gpu_train.py [--models galactica-125m,galactica-1.3b,mistral-7b] [--steps 5]
@@ -38,16 +46,16 @@ from icma_jax.training.step import StepConfig, device_put_batch, make_train_step
 
 _GALACTICA = dict(model_type="opt", vocab_size=50000, max_position_embeddings=2048, activation_function="gelu",
                   enable_bias=True, do_layer_norm_before=True, tie_word_embeddings=True)
-# name -> (HF config fields, fine-tuning mode, batch rows, remat)
+# name -> (HF config fields, fine-tuning mode, batch rows, remat, compute dtype), as configs/icma.py's presets
 MODELS = {
     "galactica-125m": (dict(_GALACTICA, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, ffn_dim=3072),
-                       "full", 8, False),
+                       "full", 8, False, "float32"),
     "galactica-1.3b": (dict(_GALACTICA, hidden_size=2048, num_hidden_layers=24, num_attention_heads=32,
-                            ffn_dim=8192), "lora", 8, True),
+                            ffn_dim=8192), "lora", 8, True, "bfloat16"),
     "mistral-7b": (dict(model_type="mistral", vocab_size=32000, hidden_size=4096, num_hidden_layers=32,
                         num_attention_heads=32, num_key_value_heads=8, intermediate_size=14336,
                         max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-5, sliding_window=None),
-                   "lora", 4, True),
+                   "lora", 4, True, "bfloat16"),
 }
 SMOKE = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, vocab_size=128)
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "v5e": 197.0, "v4": 275.0, "v5p": 459.0}
@@ -87,11 +95,25 @@ def _batch(b: int, length: int, vocab: int) -> Batch:
     return batch_from_labels(tokens, mask, labels)
 
 
+def peak_bytes(device) -> int | None:
+    """The allocator's peak bytes in use on `device` (None where the backend keeps no statistics, e.g. CPU)."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
+
+
+def compiled_bytes(compiled) -> int | None:
+    """Arguments + outputs + temporaries - aliased (donated) bytes of a compiled step (XLA's buffer assignment)."""
+    m = compiled.memory_analysis()
+    if m is None:
+        return None
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+
+
 def bench_model(name: str, fields: dict, mode: str, batch: int, remat: bool, length: int, steps: int,
-                mesh) -> dict:
+                mesh, compute_dtype: str = "bfloat16") -> dict:
     """Compile, warm up, time `steps` steps of one model; returns the numbers."""
     param_dtype = "float32" if mode == "full" else "bfloat16"
-    config = config_from_hf(fields, where=name, dtype="bfloat16", param_dtype=param_dtype)
+    config = config_from_hf(fields, where=name, dtype=compute_dtype, param_dtype=param_dtype)
     lora_cfg = LoraConfig.for_family(config.family, rank=32, alpha=64.0, dropout=0.1) if mode == "lora" else None
     module = build_model(config, lora_cfg, remat=remat)
     base_module = build_model(config)
@@ -111,6 +133,7 @@ def bench_model(name: str, fields: dict, mode: str, batch: int, remat: bool, len
     data = device_put_batch(_batch(batch, length, config.vocab_size), mesh)
     rng = jax.random.key(2)
 
+    step_bytes = compiled_bytes(step_fn.lower(state, base, data, rng).compile())
     t0 = time.perf_counter()
     state, m = step_fn(state, base, data, rng)
     loss0 = float(m["loss"])
@@ -126,8 +149,9 @@ def bench_model(name: str, fields: dict, mode: str, batch: int, remat: bool, len
     sec = statistics.median(times)
     tokens_per_s = batch * length / sec
     mm, att = flops_per_token(n_matmul, n_lora, mode, config, length)
-    return dict(model=name, mode=mode, params=count_params(params), matmul_params=n_matmul, lora_params=n_lora,
-                batch=batch, length=length, remat=remat, first_step_s=compile_s, step_s=sec,
+    return dict(model=name, mode=mode, compute_dtype=compute_dtype, params=count_params(params),
+                matmul_params=n_matmul, lora_params=n_lora, batch=batch, length=length, remat=remat,
+                peak_bytes=peak_bytes(jax.devices()[0]), compiled_bytes=step_bytes, first_step_s=compile_s, step_s=sec,
                 tokens_per_s=tokens_per_s, flops_per_token_matmul=mm, flops_per_token_attention=att,
                 tflops=tokens_per_s * (mm + att) / 1e12, loss_first=loss0, loss_last=loss)
 
@@ -161,17 +185,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for name in args.models.split(","):
         if name not in MODELS:
             raise ValueError(f"--models: unknown model {name!r} (known: {', '.join(MODELS)})")
-        fields, mode, batch, remat = MODELS[name]
+        fields, mode, batch, remat, compute_dtype = MODELS[name]
         fields = _scaled_down(fields) if args.smoke else fields
         batch = 2 if args.smoke else (args.batch or batch)
-        r = bench_model(name, fields, mode, batch, remat, length, steps, mesh)
+        r = bench_model(name, fields, mode, batch, remat, length, steps, mesh, compute_dtype)
         r["mfu"] = r["tflops"] / peak if peak else None
         results.append(r)
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
-        print(f"{name:15s} {mode:4s} {r['params'] / 1e6:8.1f}M params  batch {batch}x{length}  "
+        flops = r["flops_per_token_matmul"] + r["flops_per_token_attention"]
+        gib = lambda b: "n/a" if b is None else f"{b / 2**30:.2f} GiB" if b >= 2**30 else f"{b / 2**20:.1f} MiB"  # noqa: E731
+        print(f"{name:15s} {mode:4s} {compute_dtype:8s} {r['params'] / 1e6:8.1f}M params  batch {batch}x{length}  "
+              f"memory: peak {gib(r['peak_bytes'])}, compiled {gib(r['compiled_bytes'])}  "
               f"{r['tokens_per_s']:10.0f} tokens/s  {r['tflops']:7.2f} TFLOP/s  MFU {mfu}  "
               f"(step {r['step_s'] * 1e3:.0f} ms, first step {r['first_step_s']:.1f} s, "
-              f"attention {100 * r['flops_per_token_attention'] / (r['flops_per_token_matmul'] + r['flops_per_token_attention']):.0f}% of FLOPs, "
+              f"attention {100 * r['flops_per_token_attention'] / flops:.0f}% of FLOPs, "
               f"loss {r['loss_first']:.3f} -> {r['loss_last']:.3f})", flush=True)
     if args.out:
         with open(args.out, "w") as f:
