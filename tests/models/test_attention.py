@@ -59,9 +59,10 @@ def test_chunked_equals_xla(a, kh, window, segments, dtype):
     _assert_close(chunked, xla, TOL[dtype])
 
 
+@pytest.mark.parametrize("segments", sorted(SEGMENTS))
 @pytest.mark.parametrize("chunk", [1, 4, 128])
-def test_chunk_size_changes_nothing(chunk):
-    seg = jnp.asarray(np.array(SEGMENTS["packed"], np.int32))
+def test_chunk_size_changes_nothing(chunk, segments):
+    seg = jnp.asarray(np.array(SEGMENTS[segments], np.int32))
     (q, kk, v), w = _inputs(6, 2, "float32", seed=1)
     ref = _value_and_grads(lambda *x: chunked_attention(*x, seg, 5, chunk=L), q, kk, v, seg, w)
     _assert_close(_value_and_grads(lambda *x: chunked_attention(*x, seg, 5, chunk=chunk), q, kk, v, seg, w), ref, 2e-5)
