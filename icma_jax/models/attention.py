@@ -70,8 +70,9 @@ def _t(x: jax.Array) -> jax.Array:
     return _barrier(jnp.swapaxes(x, -1, -2))
 
 
-def _mm(a_BxKxIxJ: jax.Array, b_BxKxJxO: jax.Array) -> jax.Array:
-    return jnp.einsum("bkij,bkjo->bkio", a_BxKxIxJ, b_BxKxJxO, preferred_element_type=jnp.float32)
+def _mm(x: jax.Array, y: jax.Array) -> jax.Array:
+    """x @ y over the last two axes, batched over the leading B x K, accumulated in fp32."""
+    return jnp.einsum("bkij,bkjo->bkio", x, y, preferred_element_type=jnp.float32)
 
 
 def _chunks(length: int, window: int | None, chunk: int) -> list[tuple[int, int, int]]:
