@@ -187,6 +187,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     eval_every: int | None = None  # None = evaluate (the test split) only after training
     eval_subset: int = 64  # rows of data.valid_split generated every eval_every steps
+    export_adapter: bool = True  # LoRA runs: the adapter as a PEFT directory in DIR/export at the end
 
     def __post_init__(self):
         _at_least("train.lr", self.lr, 0.0)

@@ -17,6 +17,7 @@ COMMANDS = (
     "train_encoder",
     "launch",
     "report",
+    "predict",
 )
 
 

@@ -42,6 +42,16 @@ def inchi_of_mol(mol: Chem.Mol | None) -> str | None:
         return None
 
 
+def inchi_key_of_mol(mol: Chem.Mol | None) -> str | None:
+    """Standard InChIKey of a molecule, or None when there is none or RDKit cannot make one."""
+    if mol is None:
+        return None
+    try:
+        return Chem.MolToInchiKey(mol) or None
+    except Exception:  # as inchi_of_mol
+        return None
+
+
 def inchi(smiles: str) -> str | None:
     """Standard InChI, or None when the SMILES does not parse or InChI generation fails."""
     return inchi_of_mol(try_parse(smiles))

@@ -92,16 +92,25 @@ def _prompt_ids(p: EvalPlan, database: Split, queries: Split, neighbours, tokeni
 def generate_answers(p: EvalPlan, module, params, lora_params, tokenizer, prompt_ids: list[np.ndarray]
                      ) -> tuple[list[str], int]:
     """Extracted answers for every prompt, in order, and how many of them `max_new_tokens` cut
-    (`baselines.answer_cut`); batches have one fixed shape (one compile).
+    (`baselines.answer_cut`)."""
+    module, params = decoding_layout(module, params, lora_params)  # one weight copy (LoRA merged), not one per batch
+    answers, n_cut = [], 0
+    for _, text, stopped in decode_rows(p, module, params, tokenizer, prompt_ids):
+        answers.append(extract_answer(p.task, text, first_line=p.first_line))
+        n_cut += baselines.answer_cut(p.task, text, stopped=stopped, first_line=p.first_line)
+    return answers, n_cut
 
-    Rows past the end of the last batch repeat its first prompt; their outputs are discarded.
-    """
+
+def decode_rows(p: EvalPlan, module, params, tokenizer, prompt_ids: list[np.ndarray]
+                ) -> list[tuple[list[int], str, bool]]:
+    """Per prompt, in order: (new token ids up to EOS, their text, whether EOS ended them); `module, params`
+    in `decoding_layout`. Batches have one fixed shape (one compile); batch k's seed is the plan's + its first
+    row. Rows past the end of the last batch repeat its first prompt; their outputs are discarded."""
     bs = p.batch_size
     length = int(np.ceil(max(len(ids) for ids in prompt_ids) / 64) * 64)  # few distinct shapes across runs
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos_ids = tuple(sorted({tokenizer.eos_token_id, *module.config.eos_token_ids} - {None}))
-    module, params = decoding_layout(module, params, lora_params)  # one weight copy (LoRA merged), not one per batch
-    answers, n_cut = [], 0
+    out = []
     stage = Stage("generation", total=len(prompt_ids), unit="prompt", quiet=jax.process_index() != 0)
     for start in range(0, len(prompt_ids), bs):
         chunk = list(prompt_ids[start:start + bs])
@@ -112,12 +121,10 @@ def generate_answers(p: EvalPlan, module, params, lora_params, tokenizer, prompt
         for row in out_BxU[:len(chunk)]:
             ids = row.tolist()
             cut = next((i for i, t in enumerate(ids) if t in eos_ids), len(ids))
-            text = tokenizer.decode(ids[:cut], skip_special_tokens=True)
-            answers.append(extract_answer(p.task, text, first_line=p.first_line))
-            n_cut += baselines.answer_cut(p.task, text, stopped=cut < len(ids), first_line=p.first_line)
+            out.append((ids[:cut], tokenizer.decode(ids[:cut], skip_special_tokens=True), cut < len(ids)))
         stage.update(len(chunk))
     stage.close()
-    return answers, n_cut
+    return out
 
 
 def score(p: EvalPlan, queries: Split, preds: list[str], workdir: pathlib.Path, tag: str,

@@ -23,7 +23,7 @@ from icma_jax import config as config_lib, distributed
 from icma_jax.config import Config
 from icma_jax.data.batching import BatchIterator, loss_window
 from icma_jax.models import LoraConfig
-from icma_jax.run import backbone as backbone_lib, context, evaluate, outputs
+from icma_jax.run import backbone as backbone_lib, context, evaluate, export, outputs
 from icma_jax.run.run_log import RunLog, count_summary
 from icma_jax.sharding import make_mesh
 from icma_jax.training.checkpoint import Checkpointer, abstract_state
@@ -208,6 +208,11 @@ def train_and_evaluate(config: Config | ml_collections.ConfigDict | dict, workdi
         ckpt.close()
         log.finish()
 
+    if lora is not None and cfg.train.export_adapter and outputs.is_writer():  # after the last checkpoint committed
+        done = export.RestoredRun(workdir, cfg, int(export.host_tree(state.step)), lm_config, tokenizer, lora,
+                                  state.trainable, mesh)
+        out = export.write_adapter(done, workdir / "export")
+        _log(f"LoRA adapter (PEFT) written to {out}")
     results = {}
     if not cfg.eval.skip:
         results["test"] = evaluate.evaluate_split(eval_plan, backbone, state.trainable, splits.database, splits.test,
