@@ -63,7 +63,11 @@ def load_reference_model(source: str | pathlib.Path, gguf_file: str | None = Non
     for name in ("dropout", "attention_dropout", "activation_dropout", "layerdrop", "hidden_dropout"):
         if hasattr(config, name):  # the layers read these rates when they are built
             setattr(config, name, 0.0)
-    return transformers.AutoModelForCausalLM.from_pretrained(str(source), config=config, dtype=torch.float32, **kw)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(source), config=config, dtype=torch.float32, **kw)
+    if gguf_file:  # transformers dequantised the GGUF tensors to fp32: train them as the plain model they now are
+        model.hf_quantizer, model.is_quantized = None, False
+        config.__dict__.pop("quantization_config", None)
+    return model
 
 
 def add_lora(model: torch.nn.Module, family: str, rank: int, alpha: float, seed: int, init_dir: pathlib.Path):
