@@ -187,12 +187,12 @@ def results_table(results: dict[str, dict[str, Any]], task: str) -> str:
             and not isinstance(v, bool) and not k.startswith("n")]
 
     def cell(v) -> str:
-        return f"{'-':>14}" if v is None else f"{float(v):>14.4f}"
+        return f"{'-':>16}" if v is None else f"{float(v):>16.4f}"
 
     def count(v) -> str:
-        return f"{'-':>14}" if v is None else f"{int(v):>14d}"
+        return f"{'-':>16}" if v is None else f"{int(v):>16d}"
 
-    head = f"{'metric (' + task + ')':<24}" + "".join(f"{n:>14}" for n in names)
+    head = f"{'metric (' + task + ')':<24}" + "".join(f"{n:>16}" for n in names)
     lines = [head, "-" * len(head)]
     lines += [f"{k:<24}" + "".join(cell(results[n].get(k)) for n in names) for k in keys]
     lines.append(f"{'rows':<24}" + "".join(count(results[n].get("n")) for n in names))
