@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 WORKDIR ?= runs/demo
-# The demo's config; CI shortens it (configs/demo.py:steps=2,test=4).
+# The demo's config and extra flags; CI shortens it (configs/demo.py:steps=2,test=4).
 DEMO_CONFIG ?= configs/demo.py
+DEMO_FLAGS ?=
 # Data root for the demo: $ICMA_DATA_DIR if set, else a `shared/data` folder beside the checkout, else the
 # cache (filled by `icma-jax download chebi20` on first use).
 DATA_DIR ?= $(or $(ICMA_DATA_DIR),$(wildcard $(abspath ../shared/data)),$(HOME)/.cache/icma_jax/data)
@@ -47,7 +48,7 @@ install-test: $(VENV)/.installed-test
 demo: install
 	@test -f $(DATA_DIR)/chebi20/test.txt -a -f $(DATA_DIR)/chebi20/validation.txt \
 	  || $(VENV)/bin/icma-jax download chebi20 --dest $(DATA_DIR)
-	ICMA_DATA_DIR=$(DATA_DIR) $(PY) train.py --config $(DEMO_CONFIG) --workdir $(WORKDIR)
+	ICMA_DATA_DIR=$(DATA_DIR) $(PY) train.py --config $(DEMO_CONFIG) --workdir $(WORKDIR) $(DEMO_FLAGS)
 
 test: install-test | $(CHROMIUM)
 	ICMA_REQUIRE_REFERENCE=1 XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu $(PY) -m pytest -q
