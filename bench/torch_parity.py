@@ -161,8 +161,8 @@ def train_ours(case: Case, source: str, seqs: list, pad_id: int, lora_dir: pathl
     state, state_sh = create_state(trainable, tx, replicated_sharding(trainable, mesh))
     key = (source, dtype, case.mode, case.normalization)
     if key not in cache:  # one jit per (model, dtype, mode, normalisation): train_on_inputs both ways share it
-        config = StepConfig(mode=case.mode, accum_steps=args.accum, dropout=False, loss_normalization=case.normalization,
-                            cast_weights_to="bfloat16" if case.bf16 else None)
+        config = StepConfig(mode=case.mode, accum_steps=args.accum, dropout=False,
+                            loss_normalization=case.normalization, cast_weights_to="bfloat16" if case.bf16 else None)
         cache[key] = make_train_step(module.apply, tx, mesh, state_sh, replicated_sharding(base, mesh), config)
     step_fn = cache[key]
     group, m, k = args.micro * args.accum, args.micro, args.accum

@@ -69,8 +69,8 @@ def beam_search(config: LMConfig, prefill: Callable, decode: Callable, tokens_Bx
         # reorder cache and seen-token sets to the surviving beams, then feed their new tokens
         flat_src_BX = (src_BxX + jnp.arange(b)[:, None] * k).reshape(-1)
         cache = s["cache"]
-        cache = cache._replace(k_ZxBxSxKxH=cache.k_ZxBxSxKxH[:, flat_src_BX], v_ZxBxSxKxH=cache.v_ZxBxSxKxH[:, flat_src_BX],
-                               mask_BxS=cache.mask_BxS[flat_src_BX])
+        cache = cache._replace(k_ZxBxSxKxH=cache.k_ZxBxSxKxH[:, flat_src_BX],
+                               v_ZxBxSxKxH=cache.v_ZxBxSxKxH[:, flat_src_BX], mask_BxS=cache.mask_BxS[flat_src_BX])
         new_tok_BX = run_seq[:, :, t].reshape(-1)
         seen = s["seen"][flat_src_BX].at[jnp.arange(b * k), new_tok_BX].set(True)
         logits_BXx1xV, cache = decode(new_tok_BX[:, None], jnp.ones((b * k, 1), jnp.int32), cache)
