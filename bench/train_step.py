@@ -132,7 +132,8 @@ def jax_step(shape: dict, args: argparse.Namespace, batch: Batch, lr: float, rep
     holder = {"state": state, "rng": jax.random.key(2)}
     batch = loss_window(batch)  # the pipeline's loss window: the head runs only where labels are
     dev_batch = device_put_batch(batch, mesh)
-    tail = (np.diff(batch.target_pos_BxW, axis=1) == 1).all() and (batch.target_pos_BxW == batch.target_pos_BxW[:1]).all()
+    pos_BxW = batch.target_pos_BxW
+    tail = (np.diff(pos_BxW, axis=1) == 1).all() and (pos_BxW == pos_BxW[:1]).all()
     where = "the last" if tail else "gathered"
     print(f"ours: {count_params(params) / 1e6:.1f}M base params, {count_params(lora) / 1e6:.2f}M LoRA params; "
           f"vocabulary head on {where} {batch.targets_BxW.shape[1]} of {batch.tokens_BxL.shape[1]} positions a row")

@@ -1,8 +1,8 @@
 """Fixed-shape padded batches, length buckets and the deterministic, resumable host iterator.
 
-Dims (package legend): B batch rows, L tokens, W target positions. Sequences are left-padded (ICMA pads on the left; the model
-derives positions from the mask) to the smallest bucket that holds them, so the train step compiles once
-per bucket. Each epoch is a seeded shuffle: `epoch_plan(epoch)` depends only on (seed, epoch, lengths),
+Dims (package legend): B batch rows, L tokens, W target positions. Sequences are left-padded (ICMA pads on the
+left; the model derives positions from the mask) to the smallest bucket that holds them, so the train step
+compiles once per bucket. Each epoch is a seeded shuffle: `epoch_plan(epoch)` depends only on (seed, epoch, lengths),
 and the iterator position `(epoch, index)` is all a checkpoint needs to resume it exactly.
 """
 
@@ -110,7 +110,8 @@ def loss_window(batch: Batch, fractions: Sequence[int] = (8, 4, 2)) -> Batch:
     A few W per bucket keep the number of compiled shapes small."""
     length = batch.tokens_BxL.shape[1]
     if batch.targets_BxW.shape[1] != length:
-        raise ValueError(f"loss_window takes a full-width batch (W = L = {length}), got W = {batch.targets_BxW.shape[1]}")
+        raise ValueError(f"loss_window takes a full-width batch (W = L = {length}), "
+                         f"got W = {batch.targets_BxW.shape[1]}")
     has_target_BxL = batch.targets_BxW != IGNORE
     has_target_L = has_target_BxL.any(axis=0)
     first = int(np.argmax(has_target_L)) if has_target_L.any() else length

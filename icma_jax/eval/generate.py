@@ -100,7 +100,8 @@ def decoding_layout(module: CausalLM, params: Any, lora: Any = None) -> tuple[Ca
         out = unstack_layers(merged, n) if "layers" in merged else dict(merged)
         for i in range(n):
             block = fuse(out[f"layers_{i}"], "self_attn", ("q_proj", "k_proj", "v_proj"), "qkv_proj")
-            out[f"layers_{i}"] = fuse(block, "mlp", ("gate_proj", "up_proj"), "gate_up_proj") if "mlp" in block else block
+            fused = fuse(block, "mlp", ("gate_proj", "up_proj"), "gate_up_proj") if "mlp" in block else block
+            out[f"layers_{i}"] = fused
         return out
 
     return module.clone(lora=None, scan_layers=False, fused=True), jax.jit(build)(params, lora)
@@ -152,7 +153,8 @@ def _beam_loop(params, lora, tokens_BxP, mask_BxP, *, module: CausalLM, gen: Gen
 
 
 def generate_tokens(module: CausalLM, params: Any, tokens_BxP: np.ndarray, mask_BxP: np.ndarray,
-                    gen: GenerationConfig, *, eos_ids: Sequence[int], pad_id: int, lora_params: Any = None) -> np.ndarray:
+                    gen: GenerationConfig, *, eos_ids: Sequence[int], pad_id: int, lora_params: Any = None
+                    ) -> np.ndarray:
     """Token-level API: left-padded prompts in, B x max_new_tokens new ids out (pad after EOS)."""
     if not mask_BxP[:, -1].all():
         raise ValueError("prompts must be left-padded: the last column of mask_BxP has padding")

@@ -83,7 +83,8 @@ class CausalLM(nn.Module):
         cache_kv = None if cache is None else (cache.k_ZxBxSxKxH, cache.v_ZxBxSxKxH)
         carry = (h_BxLxD, cache_kv)
         if self.scan_layers:
-            layers = nn.scan(block, variable_axes={"params": 0, "lora": 0}, split_rngs={"params": True, "dropout": True},
+            layers = nn.scan(block, variable_axes={"params": 0, "lora": 0},
+                             split_rngs={"params": True, "dropout": True},
                              in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0), length=c.n_layers,
                              metadata_params={nn.PARTITION_NAME: "layers"})
             carry, _ = layers(c, self.lora, deterministic, self.fused, name="layers")(

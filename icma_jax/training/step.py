@@ -17,7 +17,8 @@ from icma_jax.training.optim import current_lr
 from icma_jax.training.state import TrainState
 
 PyTree = Any
-ApplyFn = Callable[..., jax.Array]  # module.apply(variables, tokens_BxL, segment_ids_BxL, deterministic=, rngs=, head_pos_BxW=)
+# module.apply(variables, tokens_BxL, segment_ids_BxL, deterministic=, rngs=, head_pos_BxW=)
+ApplyFn = Callable[..., jax.Array]
 BATCH_AXES = ("data", "fsdp")  # batch rows are split over both mesh axes (FSDP is data parallel too)
 IGNORE = -100
 LOSS_NORMALIZATIONS = ("token_mean", "micro_mean")
@@ -134,7 +135,8 @@ def train_step(
     denom = jnp.float32(k) if micro_mean else jnp.maximum(n_tokens, 1).astype(jnp.float32)
     grads = jax.tree.map(lambda g, p: (g / denom).astype(p.dtype), grad_sums, state.trainable)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
-    new_state = TrainState(step=state.step + 1, trainable=optax.apply_updates(state.trainable, updates), opt_state=opt_state)
+    new_state = TrainState(step=state.step + 1, trainable=optax.apply_updates(state.trainable, updates),
+                           opt_state=opt_state)
     metrics = {
         "loss": nll_sum / denom,
         "grad_norm": optax.global_norm(grads),

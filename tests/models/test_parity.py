@@ -16,7 +16,8 @@ CASES = {
     "opt-relu-untied-postnorm": ("opt", dict(activation_function="relu", tie_word_embeddings=False,
                                              do_layer_norm_before=False)),
     "llama-gqa-untied-theta": ("llama", dict(rope_theta=500.0, tie_word_embeddings=False)),
-    "llama3-scaling-tied-bias": ("llama", dict(tie_word_embeddings=True, attention_bias=True, mlp_bias=True, rope_scaling={
+    "llama3-scaling-tied-bias": ("llama", dict(tie_word_embeddings=True, attention_bias=True, mlp_bias=True,
+                                               rope_scaling={
         "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
         "original_max_position_embeddings": 16}, rope_theta=10000.0)),
     "mistral-window": ("mistral", dict(sliding_window=3)),

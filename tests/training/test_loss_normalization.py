@@ -26,7 +26,8 @@ def _micro_means(module, params, lora, batch, k):
     """Reference: each micro-batch (rows i, i+k, ...) its own token mean, then the plain mean over the k of them."""
     def mean_loss(lo, rows):
         logits = module.apply({"params": params, "lora": lo}, jnp.asarray(batch.tokens_BxL[rows]),
-                              jnp.asarray(batch.segment_ids_BxL[rows]), head_pos_BxW=jnp.asarray(batch.target_pos_BxW[rows]))
+                              jnp.asarray(batch.segment_ids_BxL[rows]),
+                              head_pos_BxW=jnp.asarray(batch.target_pos_BxW[rows]))
         nll, n = nll_sums(logits, jnp.asarray(batch.targets_BxW[rows]))
         return nll / n
 

@@ -22,8 +22,8 @@ VOCAB = 48
 
 def _config(family: str) -> LMConfig:
     extra = {"activation": "relu", "attention_bias": True, "mlp_bias": True} if family == "opt" else {}
-    return LMConfig(family=family, vocab_size=VOCAB, d_model=16, n_layers=2, n_heads=4, n_kv_heads=4 if family == "opt" else 2,
-                    head_dim=4, d_ff=32, max_positions=64, **extra)
+    return LMConfig(family=family, vocab_size=VOCAB, d_model=16, n_layers=2, n_heads=4,
+                    n_kv_heads=4 if family == "opt" else 2, head_dim=4, d_ff=32, max_positions=64, **extra)
 
 
 @functools.lru_cache(maxsize=None)

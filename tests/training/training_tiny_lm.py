@@ -25,7 +25,8 @@ class LoRADense(nn.Module):
         y = nn.Dense(self.features)(x_BxLxD)
         if not self.lora:
             return y
-        a_DxR = self.variable("lora", "a", lambda: 0.3 * jax.random.normal(self.make_rng("params"), (x_BxLxD.shape[-1], R)))
+        a_DxR = self.variable("lora", "a",
+                              lambda: 0.3 * jax.random.normal(self.make_rng("params"), (x_BxLxD.shape[-1], R)))
         b_RxF = self.variable("lora", "b", lambda: jnp.zeros((R, self.features)))
         h = nn.Dropout(0.1, deterministic=deterministic)(x_BxLxD)
         return y + h @ a_DxR.value.astype(h.dtype) @ b_RxF.value.astype(h.dtype)
