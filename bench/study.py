@@ -166,6 +166,13 @@ def trained_tokens(cfg: config_lib.Config, workdir: pathlib.Path) -> dict:
             "examples_dropped": report.examples_dropped, "examples_requested": report.examples_requested}
 
 
+def _check_same_config(vdir: pathlib.Path, cfg: config_lib.Config) -> None:
+    """A finished variant counts only if it ran the config this study would run now."""
+    if json.loads((vdir / "config.json").read_text()) != json.loads(json.dumps(config_lib.to_dict(cfg))):
+        raise ValueError(f"{vdir} finished with another run config than this study's: use a new --workdir or the "
+                         "same study config")
+
+
 def run_study(study_cfg, workdir: pathlib.Path) -> str:
     """Runs (or resumes) every variant, then writes the tables; returns study.md's text."""
     run = study_cfg.run.to_dict()
@@ -185,14 +192,15 @@ def run_study(study_cfg, workdir: pathlib.Path) -> str:
         for i, seed in enumerate(seeds):
             vdir = workdir / "runs" / v.slug / f"seed{seed}"
             done = vdir / "study_result.json"
+            rcfg = config_lib.from_config_dict(run_config(run, v, seed, encoder=encoder,
+                                                          baselines=baselines if (v.name == REFERENCE and i == 0)
+                                                          else set()))
             if done.is_file():
+                _check_same_config(vdir, rcfg)
                 print(f"== {v.name}, seed {seed}: finished, skipped ({done})", flush=True)
                 continue
             print(f"== {v.name}, seed {seed}: {vdir}", flush=True)
             t0 = time.time()
-            rcfg = config_lib.from_config_dict(run_config(run, v, seed, encoder=encoder,
-                                                          baselines=baselines if (v.name == REFERENCE and i == 0)
-                                                          else set()))
             results = train_and_evaluate(rcfg, vdir)
             result = {"variant": v.name, "seed": seed, **trained_tokens(rcfg, vdir), "results": results}
             tmp = done.with_name(done.name + ".tmp")

@@ -77,6 +77,9 @@ def test_tiny_study_runs_skips_and_resumes(tmp_path, chebi_slice):
     assert (run / "predictions_test.tsv").read_text() == before
     strip = lambda text: text[:text.index("Time in")]  # noqa: E731
     assert strip((work / "study.md").read_text()) == strip(md)
+    # a finished variant counts only for the config it ran
+    changed = _study(work, chebi_slice, "--config.run.train.lr=0.001")
+    assert changed.returncode == 2 and "finished with another run config" in changed.stderr
 
 
 def test_study_errors_are_one_line(tmp_path, chebi_slice):
