@@ -139,12 +139,13 @@ def model_card(run: RestoredRun, out: pathlib.Path, kind: str) -> str:
             f"Run `{run.workdir.resolve()}`, checkpoint step {run.step}; {cfg.selection.n_examples} context "
             f"example(s) per prompt ({context.resolve_method(cfg)} retrieval, {cfg.selection.strategy} selection).", ""]
     if run.lora is not None:
-        head.append(f"LoRA r={run.lora.rank}, alpha={run.lora.alpha:g} on {', '.join(run.lora.targets)}.")
+        head += [f"LoRA r={run.lora.rank}, alpha={run.lora.alpha:g} on {', '.join(run.lora.targets)}.", ""]
     if kind == "PEFT LoRA adapter":
         head += [f"`base_model_name_or_path` in adapter_config.json holds `{base}`: {what}."]
         if gguf_file:
             head += ["transformers reads a GGUF base only when told the file (`gguf_file=`; it needs the `gguf` "
-                     "package and dequantizes the weights to float32, as icma-jax does):"]
+                     "package and dequantizes the weights to float32, as icma-jax does), so load the base first "
+                     "(`AutoPeftModelForCausalLM.from_pretrained` on this folder would miss the file):"]
         head += ["", _load_lines(base, gguf_file, "", str(out.resolve()))]
     else:
         head += [f"The weights are the base model ({base}: {what}) with the run's changes folded in; "
