@@ -159,10 +159,8 @@ def model_card(run: RestoredRun, out: pathlib.Path, kind: str) -> str:
 def host_tree(tree: Any) -> Any:
     """NumPy copy of a tree whose leaves are replicated (every process holds all of each): no collective."""
     def one(x):
-        if isinstance(x, jax.Array) and not x.is_fully_addressable:
-            if not x.sharding.is_fully_replicated:
-                raise ValueError("host_tree: an array split across processes needs a gather first")
-            return np.asarray(x.addressable_data(0))
+        if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.sharding.is_fully_replicated):
+            raise ValueError("host_tree: an array split across processes needs a gather first")
         return np.asarray(jax.device_get(x))
 
     return jax.tree.map(one, tree)
