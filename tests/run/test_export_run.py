@@ -69,3 +69,33 @@ def test_transformers_and_peft_decode_the_runs_greedy_tokens(lora_run, tiny_base
     assert [_hf_tokens(merged, p.prompt_ids, gen) for p in preds] == [list(p.tokens) for p in preds]
     base = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32).eval()
     assert [_hf_tokens(base, p.prompt_ids, gen) for p in preds] != [list(p.tokens) for p in preds]  # the adapter acts
+
+
+def test_a_full_fine_tuning_run_exports_a_transformers_checkpoint(tiny_base, chebi_slice, tmp_path):
+    import ml_dtypes
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from icma_jax import config as cfg_lib
+    from icma_jax.models.hf_weights import hf_state_dict
+    from icma_jax.run import train_and_evaluate
+    from icma_jax.run.export import restore_run
+
+    d = cfg_lib.load_config_file("configs/tiny.py").to_dict()
+    d["data"].update(data_dir=str(chebi_slice), database_limit=40)
+    d["model"]["path"] = str(tiny_base)
+    d["train"].update(max_steps=1, warmup_steps=0, checkpoint_every=1)
+    d["eval"]["skip"] = True
+    train_and_evaluate(d, tmp_path / "run")
+    assert not (tmp_path / "run" / "export").exists()  # full fine-tuning: exported only on request
+    assert main(["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "m"), "--dtype", "bfloat16"]) == 0
+    run = restore_run(tmp_path / "run")
+    want = hf_state_dict(run.trainable, run.lm_config, "float32")
+    saved, base = load_file(str(tmp_path / "m" / "model.safetensors")), load_file(str(tiny_base / "model.safetensors"))
+    assert sorted(saved) == sorted(want) and all(v.dtype == ml_dtypes.bfloat16 for v in saved.values())
+    for k in want:
+        np.testing.assert_array_equal(saved[k], want[k].astype(ml_dtypes.bfloat16))
+    assert any(not np.array_equal(saved[k].astype(np.float32), base[k].astype(np.float32)) for k in base)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    assert model.dtype == torch.bfloat16 and AutoTokenizer.from_pretrained(tmp_path / "m")("CC")["input_ids"]
+    assert "fine-tuned transformers checkpoint" in (tmp_path / "m" / "README.md").read_text()
