@@ -220,7 +220,8 @@ def predict(queries: str | Sequence[str], *, run: str | pathlib.Path | None = No
 
 def format_prediction(pred: Prediction, show_context: bool = False) -> str:
     """Human-readable lines for one prediction."""
-    lines = [f"query: {pred.query}", f"answer: {pred.answer}" + (" [cut at max_new_tokens]" if pred.cut else "")]
+    answer = pred.answer or "(empty: nothing after the answer marker)"
+    lines = [f"query: {pred.query}", f"answer: {answer}" + (" [cut at max_new_tokens]" if pred.cut else "")]
     if pred.task == "cap2mol":
         lines.append(f"  canonical SMILES: {pred.canonical}  InChIKey: {pred.inchikey}" if pred.valid else
                      "  INVALID: RDKit cannot parse the answer as a molecule")
