@@ -28,11 +28,9 @@ SPLITS = ("train", "validation", "test")
 RETRIEVAL_METHODS = ("auto", "bm25", "gnn", "morgan", "pathfp", "random", "files")
 RENAMED_METHODS = {"graph": "gnn", "rdkit_path": "pathfp"}  # older spellings, refused by name
 SELECTIONS = ("top", "random_walk", "bucket")
-TRUNCATIONS = ("drop_examples", "right")
+TRUNCATIONS, DECODINGS = ("drop_examples", "right"), ("sample", "greedy")
 FINETUNES, ATTENTIONS = ("full", "lora"), ("chunked", "xla", "cudnn", "pallas")  # attention: models/attention.py
-LOSS_NORMALIZATIONS = ("token_mean", "micro_mean")  # as icma_jax.training.step
-DTYPES = ("float32", "bfloat16", "float16")
-DECODINGS = ("sample", "greedy")
+LOSS_NORMALIZATIONS, DTYPES = ("token_mean", "micro_mean"), ("float32", "bfloat16", "float16")  # loss: step.py
 
 
 def _one_of(name: str, value: Any, allowed: tuple) -> None:
