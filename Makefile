@@ -51,7 +51,7 @@ demo: install
 	ICMA_DATA_DIR=$(DATA_DIR) $(PY) train.py --config $(DEMO_CONFIG) --workdir $(WORKDIR) $(DEMO_FLAGS)
 
 test: install-test | $(CHROMIUM)
-	ICMA_REQUIRE_REFERENCE=1 XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu $(PY) -m pytest -q --durations=15
+	ICMA_REQUIRE_REFERENCE=1 XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu $(PY) -m pytest -q -n 2 --durations=15
 
 # Curated mutation check (tests/mutants/mutants.toml): every listed mutant must be killed by its tests.
 mutants: install-test
