@@ -30,7 +30,7 @@ class Stage:
 
     def __init__(self, desc: str, total: int | None = None, unit: str = "it", quiet: bool = False):
         self.desc, self.total, self.unit, self.quiet = desc, total, unit, quiet
-        self.done, self.start = 0, time.perf_counter()
+        self.done, self.start, self.postfix = 0, time.perf_counter(), ""
         self._bar = (tqdm.tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr,
                                delay=MIN_SECONDS)
                      if on_terminal() and not quiet else None)
@@ -42,12 +42,19 @@ class Stage:
         if self._bar is not None:
             self._bar.update(n)
 
+    def set_postfix(self, **values) -> None:
+        """Shows `key=value` pairs beside the bar (on a terminal) or at the end of the log line."""
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+        if self._bar is not None:
+            self._bar.set_postfix(values)
+
     def line(self) -> str:
         """The log line of the stage so far."""
         seconds = time.perf_counter() - self.start
         count = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
         rate = self.done / seconds if seconds > 0 else 0.0
-        return f"{self.desc}: {count} {self.unit} in {seconds:.1f} s ({rate:.1f} {self.unit}/s)"
+        tail = f", {self.postfix}" if self.postfix else ""
+        return f"{self.desc}: {count} {self.unit} in {seconds:.1f} s ({rate:.1f} {self.unit}/s{tail})"
 
     def close(self) -> None:
         """Ends the bar, or writes the stage's one log line."""

@@ -23,8 +23,8 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
-from tqdm.auto import tqdm
 
+from icma_jax import progress as progress_lib
 from icma_jax.data.graphs import batch_graphs, budget_for, featurize_many
 from icma_jax.models.gnn import GIN
 from icma_jax.retrieval import fingerprints
@@ -242,7 +242,7 @@ def train_encoder(smiles: Sequence[str], texts: Sequence[str], cfg: EncoderTrain
     steps_per_epoch = -(-len(mols) // (bs if nbrs is None else bs // 2))
     total = steps_per_epoch * cfg.epochs if max_steps is None else min(max_steps, steps_per_epoch * cfg.epochs)
     losses: list[float] = []
-    bar = tqdm(total=total, desc="train-encoder", unit="step", disable=not progress)
+    bar = progress_lib.Stage("train-encoder", total, unit="step", quiet=not progress)
     step = 0
     pending = None
     while step < total:

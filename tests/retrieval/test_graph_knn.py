@@ -80,6 +80,18 @@ def test_training_lowers_the_loss_and_is_seeded(trained):
     np.testing.assert_allclose(again.losses, res.losses[:3], rtol=1e-5)
 
 
+def test_training_logs_one_line_with_the_loss(trained, capsys, monkeypatch):
+    from icma_jax import progress
+
+    db, _ = trained
+    monkeypatch.setattr(progress, "on_terminal", lambda: False)
+    monkeypatch.setattr(progress, "MIN_SECONDS", 0.0)
+    res = train_encoder(db.smiles, db.texts, TINY, max_steps=3)
+    err = [line for line in capsys.readouterr().err.splitlines() if "train-encoder" in line]
+    assert len(err) == 1 and err[0].startswith("train-encoder: 3/3 step in "), err
+    assert err[0].endswith(f"loss={res.losses[-2]:.3f})"), err  # no bar redraws in a log
+
+
 def test_checkpoint_round_trip_and_gnn_retrieval(tmp_path, trained, capsys):
     db, res = trained
     folder = graph_knn.save_encoder(tmp_path / "enc", res.model, res.variables, res.n_steps, {"note": "test"})
