@@ -31,6 +31,7 @@ def test_short_run_matches_the_trainer(torch_parity, shared_data, capsys):
     assert "max relative loss difference vs pytorch:" in printed
     assert out["max_rel"] <= 1e-4, f"relative loss difference {out['max_rel']:.2e} > 1e-4"
     assert out["weight_diff"] <= 1e-5, f"trained weights differ by {out['weight_diff']:.2e}"
+    assert out["ok"] and "rounding floor" in printed
     for r in out["results"]:
         assert r["torch"].lrs[0] == 0.0 and r["torch"].lrs[2] > r["torch"].lrs[1] > 0  # warm-up inside the run
         assert r["ours"].losses[-1] != r["ours"].losses[0]  # the weights really moved
@@ -40,3 +41,21 @@ def test_case_syntax_is_checked(torch_parity):
     assert str(torch_parity.Case.parse("tiny-llama:lora:no:micro_mean:bf16")) == "tiny-llama:lora:no:micro_mean:bf16"
     with pytest.raises(ValueError, match="MODEL:lora"):
         torch_parity.Case.parse("tiny-llama:lora:maybe:token_mean")
+
+
+def test_weight_bound_is_the_rounding_floor_when_that_is_larger(torch_parity, capsys):
+    """A real checkpoint's LoRA: |dw| 1.9e-4 passes against a measured floor of 5e-5, fails against 1e-6."""
+    import argparse
+    import types
+
+    run = types.SimpleNamespace(step_s=[0.1])
+    args = argparse.Namespace(weight_tolerance=1e-5, floor_factor=10.0, tolerance=1e-4, plot=None)
+
+    def result(floor):
+        return {"case": torch_parity.Case.parse("smollm2-135m:lora:no:token_mean"), "torch": run, "ours": run,
+                "max_rel": 6e-6, "weight_diff": 1.9e-4, "weight_name": "lora_A", "weight_floor": floor}
+
+    assert torch_parity.report([result(5e-5)], args)["ok"]
+    assert "bound 5.0e-04 = max(1e-05, 10 x rounding floor 5.0e-05)" in capsys.readouterr().out
+    assert not torch_parity.report([result(1e-6)], args)["ok"]
+    assert not torch_parity.report([result(5e-5), {**result(1e-6), "weight_diff": 2e-5}], args)["ok"]
