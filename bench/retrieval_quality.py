@@ -37,17 +37,17 @@ def _untrained_gin(database, queries, seed: int) -> Neighbours:
 
 def _hybrid(database, queries, encoder: str, weight: float) -> Neighbours:
     """Top-1 by Morgan Tanimoto + weight x GIN cosine (an extra method, not the GIN retriever)."""
-    tan_QxB = fingerprints.tanimoto(fingerprints.compute(queries.smiles, "morgan"),
+    tan_QxG = fingerprints.tanimoto(fingerprints.compute(queries.smiles, "morgan"),
                                     fingerprints.build_index(fingerprints.compute(database.smiles, "morgan")))
     model, variables, _ = graph_knn.load_encoder(encoder)
     db_emb, _ = graph_knn.embed_smiles(model, variables, database.smiles)
     q_emb, _ = graph_knn.embed_smiles(model, variables, queries.smiles)
     unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
-    score_QxB = np.nan_to_num(tan_QxB, nan=-np.inf) + weight * (unit(q_emb) @ unit(db_emb).T)
-    best_Q = np.argmax(score_QxB, axis=1)  # ties: the lower row
-    ok_Q = np.isfinite(score_QxB[np.arange(len(queries)), best_Q])
+    score_QxG = np.nan_to_num(tan_QxG, nan=-np.inf) + weight * (unit(q_emb) @ unit(db_emb).T)
+    best_Q = np.argmax(score_QxG, axis=1)  # ties: the lower row
+    ok_Q = np.isfinite(score_QxG[np.arange(len(queries)), best_Q])
     rows = [np.array([b] if ok else [], np.int64) for b, ok in zip(best_Q, ok_Q)]
-    scores = [score_QxB[i, r] for i, r in enumerate(rows)]
+    scores = [score_QxG[i, r] for i, r in enumerate(rows)]
     return from_positions("morgan+gin", queries, database, rows, scores, np.flatnonzero(~ok_Q).tolist())
 
 

@@ -1,6 +1,6 @@
 """Graph retrieval: GIN embeddings of molecules, cosine top-k in JAX (`lax.top_k`, chunked).
 
-Legend: N molecules, D width, Q queries, B database rows, K neighbours.
+Dims (package legend): G molecules (database rows), D embedding width, Q queries.
 """
 
 import functools
@@ -26,39 +26,39 @@ def _embed_batch(model: GIN, variables: dict, graphs) -> jax.Array:
 
 def embed_smiles(model: GIN, variables: dict, smiles: Sequence[str], batch_size: int = 128,
                  progress: bool = True) -> tuple[np.ndarray, list[int]]:
-    """Mean-pooled GIN embeddings `NxD` (zeros for invalid SMILES) and the invalid indices.
+    """Mean-pooled GIN embeddings `GxD` (zeros for invalid SMILES) and the invalid indices.
 
     Batches are padded to bucketed sizes, so the encoder compiles once per bucket, not per batch.
     """
     graphs, invalid = featurize_many(smiles)
     valid = [i for i, g in enumerate(graphs) if g is not None]
-    out_NxD = np.zeros((len(smiles), model.emb_dim), np.float32)
+    out_GxD = np.zeros((len(smiles), model.emb_dim), np.float32)
     bar = Stage("retrieval: GIN embeddings", total=len(valid), unit="mol", quiet=not progress)
     for start, count, batch in iterate_batches([graphs[i] for i in valid], batch_size):
         emb = np.asarray(_embed_batch(model, variables, batch))
-        out_NxD[valid[start:start + count]] = emb[:count]
+        out_GxD[valid[start:start + count]] = emb[:count]
         bar.update(count)
     bar.close()
-    return out_NxD, invalid
+    return out_GxD, invalid
 
 
 @functools.partial(jax.jit, static_argnums=2)
-def _cosine_topk_chunk(q_QxD: jax.Array, db_unit_BxD: jax.Array, k: int, banned_QxB: jax.Array
+def _cosine_topk_chunk(q_QxD: jax.Array, db_unit_GxD: jax.Array, k: int, banned_QxG: jax.Array
                        ) -> tuple[jax.Array, jax.Array]:
     q_unit = q_QxD / jnp.maximum(jnp.linalg.norm(q_QxD, axis=-1, keepdims=True), 1e-12)
-    sims_QxB = jnp.dot(q_unit, db_unit_BxD.T, precision=jax.lax.Precision.HIGHEST)
-    sims_QxB = jnp.where(banned_QxB, -jnp.inf, sims_QxB)
-    return jax.lax.top_k(sims_QxB, k)  # ties: the lower index first
+    sims_QxG = jnp.dot(q_unit, db_unit_GxD.T, precision=jax.lax.Precision.HIGHEST)
+    sims_QxG = jnp.where(banned_QxG, -jnp.inf, sims_QxG)
+    return jax.lax.top_k(sims_QxG, k)  # ties: the lower index first
 
 
-def cosine_topk(q_QxD: np.ndarray, db_BxD: np.ndarray, k: int, excluded: Sequence[np.ndarray] | None = None,
+def cosine_topk(q_QxD: np.ndarray, db_GxD: np.ndarray, k: int, excluded: Sequence[np.ndarray] | None = None,
                 invalid_queries: Sequence[int] = (), invalid_database: Sequence[int] = (), chunk: int = 256
                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each query's `k` most cosine-similar database rows; excluded and invalid rows never appear,
     invalid queries get none."""
-    n_q, n_b = len(q_QxD), len(db_BxD)
+    n_q, n_b = len(q_QxD), len(db_GxD)
     kk = min(k, n_b)
-    db = np.asarray(db_BxD, np.float32)
+    db = np.asarray(db_GxD, np.float32)
     db_unit = jnp.asarray(db / np.maximum(np.linalg.norm(db, axis=1, keepdims=True), 1e-12))
     bad_db = np.zeros(n_b, bool)
     bad_db[list(invalid_database)] = True

@@ -2,7 +2,7 @@
 
 The TSV is the original's layout (`query_cid<TAB>neighbour_cid<TAB>score`, best first, no header,
 interoperable with the released ICMA files). Readers group lines by query, never by a fixed stride,
-so a query with 9 or 16 lines is read as it is. Legend: Q queries, K neighbours of one query.
+so a query with 9 or 16 lines is read as it is.
 """
 
 import dataclasses

@@ -8,7 +8,8 @@ graph-graph term (`structure_weight` > 0) fits each molecule's softmax over the 
 batch (graph cosine) to the softmax of a target similarity: Morgan Tanimoto mixed with caption cosine
 (`caption_mix`). With `neighbours` > 0 half of each batch is one of each anchor's Morgan top-k, so close
 analogues meet in a batch (hard negatives for InfoNCE, informative targets for the graph-graph term).
-Legend: B batch (graphs), D GIN width, R caption dimension, T terms, M molecules, F fingerprint bits.
+Dims (package legend): G molecules (graphs of a jraph batch: the B real ones, then padding), B batch rows,
+D GIN width, R rank of the caption LSA, F fingerprint bits.
 """
 
 import dataclasses
@@ -70,7 +71,7 @@ class EncoderTrainConfig:
 
 
 def caption_embeddings(texts: Sequence[str], dim: int, seed: int = 0) -> np.ndarray:
-    """Unit-norm LSA embeddings `MxR` of captions (R = min(dim, rank limit)); deterministic for a seed."""
+    """Unit-norm LSA embeddings `GxR` of captions (R = min(dim, rank limit)); deterministic for a seed."""
     vocab: dict[str, int] = {}
     rows, cols, vals = [], [], []
     for m, text in enumerate(texts):
@@ -149,8 +150,8 @@ def tanimoto_matrix(bits_BxF: np.ndarray) -> np.ndarray:
 
 def morgan_neighbours(fps: fingerprints.FingerprintSet, k: int) -> list[np.ndarray]:
     """Each molecule's `k` Tanimoto-nearest other molecules of the same set (positions)."""
-    self_M = [np.array([i]) for i in range(len(fps))]
-    rows, _ = fingerprints.topk(fps, fingerprints.build_index(fps), k, excluded=self_M)
+    self_G = [np.array([i]) for i in range(len(fps))]
+    rows, _ = fingerprints.topk(fps, fingerprints.build_index(fps), k, excluded=self_G)
     return rows
 
 
@@ -221,10 +222,10 @@ def train_encoder(smiles: Sequence[str], texts: Sequence[str], cfg: EncoderTrain
     keep = [i for i, g in enumerate(graphs) if g is not None]
     if len(keep) < 2:
         raise ValueError(f"train-encoder: need at least 2 valid molecules, got {len(keep)}")
-    caps_MxR = caption_embeddings([texts[i] for i in keep], cfg.caption_dim, cfg.seed)
+    caps_GxR = caption_embeddings([texts[i] for i in keep], cfg.caption_dim, cfg.seed)
     mols = [graphs[i] for i in keep]
     fps = fingerprints.compute([smiles[i] for i in keep], "morgan")
-    bits_MxF = np.unpackbits(fps.words_NxW.view(np.uint8), axis=1, bitorder="little")
+    bits_GxF = np.unpackbits(fps.words_Gx32.view(np.uint8), axis=1, bitorder="little")
     nbrs = morgan_neighbours(fps, cfg.neighbours) if cfg.neighbours else None
     gin = GIN(num_layers=cfg.num_layers, emb_dim=cfg.emb_dim, drop_ratio=cfg.drop_ratio,
               atom_extras=cfg.atom_extras)
@@ -233,7 +234,7 @@ def train_encoder(smiles: Sequence[str], texts: Sequence[str], cfg: EncoderTrain
     bs = min(cfg.batch_size, len(mols))
     first = batch_graphs(mols[:bs], budget_for(mols[:bs], bs))
     gin_vars = jax.jit(functools.partial(gin.init, train=False))(init_key, first)
-    head_params = head.init(head_key, jnp.zeros((1, caps_MxR.shape[1])))["params"]
+    head_params = head.init(head_key, jnp.zeros((1, caps_GxR.shape[1])))["params"]
     params = {"gin": gin_vars["params"], "head": head_params}
     state = {"params": params, "batch_stats": gin_vars["batch_stats"],
              "opt_state": optax.adam(cfg.learning_rate).init(params)}
@@ -250,11 +251,11 @@ def train_encoder(smiles: Sequence[str], texts: Sequence[str], cfg: EncoderTrain
             if step >= total:
                 break
             chunk = [mols[i] for i in idx]
-            cap = np.zeros((bs, caps_MxR.shape[1]), np.float32)
-            cap[: len(idx)] = caps_MxR[idx]
+            cap = np.zeros((bs, caps_GxR.shape[1]), np.float32)
+            cap[: len(idx)] = caps_GxR[idx]
             sim = np.zeros((bs, bs), np.float32)
-            sim[: len(idx), : len(idx)] = ((1 - cfg.caption_mix) * tanimoto_matrix(bits_MxF[idx])
-                                           + cfg.caption_mix * caps_MxR[idx] @ caps_MxR[idx].T)
+            sim[: len(idx), : len(idx)] = ((1 - cfg.caption_mix) * tanimoto_matrix(bits_GxF[idx])
+                                           + cfg.caption_mix * caps_GxR[idx] @ caps_GxR[idx].T)
             valid = np.arange(bs) < len(idx)
             state, loss = step_fn(state, batch_graphs(chunk, budget_for(chunk, bs)), jnp.asarray(cap),
                                   jnp.asarray(sim), jnp.asarray(valid), jax.random.fold_in(dropout_key, step))

@@ -16,7 +16,7 @@ SMILES = ["CCO", "CCCO", "CCCCO", "c1ccccc1O", "c1ccccc1N", "CC(=O)O", "CC(=O)[O
 def test_tanimoto_matrix_matches_rdkit():
     gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
     fps = [gen.GetFingerprint(Chem.MolFromSmiles(s)) for s in SMILES]
-    words = fingerprints.compute(SMILES, "morgan").words_NxW
+    words = fingerprints.compute(SMILES, "morgan").words_Gx32
     sim = tanimoto_matrix(np.unpackbits(words.view(np.uint8), axis=1, bitorder="little"))
     ref = np.array([DataStructs.BulkTanimotoSimilarity(f, fps) for f in fps])
     np.testing.assert_allclose(sim, ref, atol=1e-6)
