@@ -5,8 +5,8 @@ Features follow `mol_to_graph_data_obj_simple` of pretrain-gnns: atom type = ato
 {single, double, triple, aromatic} (4 = self-loop, added by the GIN; 5 = mask), bond direction ∈
 {none, end-up-right, end-down-right}; each bond appears once per direction. Where the original would
 crash (dummy atom `*`, a chirality or bond type outside its lists) we map to the mask/none index.
-`extras_NxK` holds further atom inputs (`ATOM_EXTRAS`) that only our own encoders use.
-Shapes: N nodes, E directed edges, G graphs.
+`extras_NxF` holds further atom inputs (`ATOM_EXTRAS`) that only our own encoders use.
+Dims (package legend): N nodes (atoms), E directed edges, G graphs, F feature columns.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class MolGraph:
     receivers_E: np.ndarray
     bond_type_E: np.ndarray
     bond_dir_E: np.ndarray
-    extras_NxK: np.ndarray  # columns as in ATOM_EXTRAS
+    extras_NxF: np.ndarray  # columns as in ATOM_EXTRAS
 
     @property
     def n_node(self) -> int:
@@ -86,7 +86,7 @@ def mol_to_graph(mol: Chem.Mol) -> MolGraph:
     return MolGraph(atom_type_N=atom_type, chirality_N=_CHIRALITY[chiral],
                     senders_E=senders, receivers_E=receivers,
                     bond_type_E=np.repeat(_BOND_TYPE[bond[:, 2]], 2),
-                    bond_dir_E=np.repeat(_BOND_DIR[bond[:, 3]], 2), extras_NxK=extras)
+                    bond_dir_E=np.repeat(_BOND_DIR[bond[:, 3]], 2), extras_NxF=extras)
 
 
 def featurize(smiles: str) -> MolGraph:
@@ -140,7 +140,7 @@ def batch_graphs(graphs: Sequence[MolGraph], budget: GraphBudget | None = None) 
     offsets = np.repeat(np.concatenate([[0], np.cumsum(n_node)[:-1]]).astype(np.int32), n_edge)
     cat = lambda name: np.concatenate([getattr(g, name) for g in graphs]).astype(np.int32)  # noqa: E731
     batch = jraph.GraphsTuple(
-        nodes={"atom_type": cat("atom_type_N"), "chirality": cat("chirality_N"), "extras": cat("extras_NxK")},
+        nodes={"atom_type": cat("atom_type_N"), "chirality": cat("chirality_N"), "extras": cat("extras_NxF")},
         edges={"bond_type": cat("bond_type_E"), "bond_dir": cat("bond_dir_E")},
         senders=cat("senders_E") + offsets, receivers=cat("receivers_E") + offsets,
         n_node=n_node, n_edge=n_edge, globals=None)
@@ -153,7 +153,7 @@ def unbatch_graphs(batch: jraph.GraphsTuple) -> list[MolGraph]:
     return [MolGraph(atom_type_N=i32(g.nodes["atom_type"]), chirality_N=i32(g.nodes["chirality"]),
                      senders_E=i32(g.senders), receivers_E=i32(g.receivers),
                      bond_type_E=i32(g.edges["bond_type"]), bond_dir_E=i32(g.edges["bond_dir"]),
-                     extras_NxK=i32(g.nodes["extras"]))
+                     extras_NxF=i32(g.nodes["extras"]))
             for g in jraph.unbatch_np(jraph.unpad_with_graphs(batch))]
 
 

@@ -38,7 +38,7 @@ def beam_search(config: LMConfig, prefill: Callable, decode: Callable, tokens_Bx
     logits_BXxPxV, cache = prefill(tok_BXxP, mask_BXxP, init_cache(config, b * k, p + n))
     rows = jnp.arange(b * k)[:, None]
     seen_BXxV = jnp.zeros((b * k, v), bool).at[rows, tok_BXxP].max(mask_BXxP.astype(bool))
-    eos_E = jnp.asarray(eos_ids, jnp.int32)
+    eos = jnp.asarray(eos_ids, jnp.int32)
     top_k_C = jnp.arange(c) < k
 
     def cond(s):
@@ -52,7 +52,7 @@ def beam_search(config: LMConfig, prefill: Callable, decode: Callable, tokens_Bx
         cand_score_BxC, idx_BxC = jax.lax.top_k(acc_BxXV, c)
         beam_BxC, tok_BxC = idx_BxC // v, (idx_BxC % v).astype(jnp.int32)
         cand_seq_BxCxU = _take(s["run_seq"], beam_BxC).at[:, :, t].set(tok_BxC)
-        hits_BxC = jnp.any(tok_BxC[..., None] == eos_E[None, None, :], axis=-1) | (t == n - 1)
+        hits_BxC = jnp.any(tok_BxC[..., None] == eos[None, None, :], axis=-1) | (t == n - 1)
         # running beams: best K that did not stop
         run_score_BxC = cand_score_BxC + jnp.where(hits_BxC, _NEG, 0.0)
         run_score_BxX, keep_BxX = jax.lax.top_k(run_score_BxC, k)

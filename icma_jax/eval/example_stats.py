@@ -1,6 +1,6 @@
 """Per-example sufficient statistics of the MolT5 metrics: every corpus metric as a function of column sums.
 
-A metric over N examples is `combine(values_NxK.sum(0))`: corpus BLEU from the summed clipped n-gram
+A metric over Q examples is `combine(values_QxF.sum(0))`: corpus BLEU from the summed clipped n-gram
 matches, n-gram counts and lengths (nltk `corpus_bleu`, no smoothing, exactly), a mean from (sum of the
 scores, count), a similarity averaged over the rows where both molecules parse from (sum, rows). Weighted
 sums are therefore resamples (`eval.bootstrap`), and adding two systems' statistics row by row pools their
@@ -29,26 +29,26 @@ _LOG_TINY = math.log(sys.float_info.min)  # nltk's method0 puts float_info.min w
 
 @dataclasses.dataclass(frozen=True)
 class MetricStats:
-    """One metric's per-example statistics: the metric of any weighting is `combine(weights @ values_NxK)`."""
+    """One metric's per-example statistics: the metric of any weighting is `combine(weights @ values_QxF)`."""
 
-    values_NxK: np.ndarray
-    combine: Callable[[np.ndarray], np.ndarray]  # column sums ...xK -> metric ...
+    values_QxF: np.ndarray
+    combine: Callable[[np.ndarray], np.ndarray]  # column sums ...xF -> metric ...
 
     def value(self) -> float:
         """The metric over all examples (equal to the suite's)."""
-        return float(self.combine(self.values_NxK.sum(0)))
+        return float(self.combine(self.values_QxF.sum(0)))
 
     def pooled(self, other: MetricStats) -> MetricStats:
         """Both systems' predictions of the same examples as one corpus (row i of each stays together)."""
-        if self.values_NxK.shape != other.values_NxK.shape:
-            raise ValueError(f"cannot pool statistics of shapes {self.values_NxK.shape} and {other.values_NxK.shape}")
-        return MetricStats(self.values_NxK + other.values_NxK, self.combine)
+        if self.values_QxF.shape != other.values_QxF.shape:
+            raise ValueError(f"cannot pool statistics of shapes {self.values_QxF.shape} and {other.values_QxF.shape}")
+        return MetricStats(self.values_QxF + other.values_QxF, self.combine)
 
 
-def _ratio(sums_xK: np.ndarray) -> np.ndarray:
+def _ratio(sums_xF: np.ndarray) -> np.ndarray:
     """Column 0 / column 1 (NaN where nothing was counted)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return sums_xK[..., 0] / sums_xK[..., 1]
+        return sums_xF[..., 0] / sums_xF[..., 1]
 
 
 def mean_stats(scores: Sequence[float | None]) -> MetricStats:
@@ -73,9 +73,9 @@ def bleu_stats(refs_tokens: Sequence[Sequence[str]], hyps_tokens: Sequence[Seque
         rows.append(num + den + [len(hyp), len(ref)])
     values = np.asarray(rows, np.float64).reshape(-1, 2 * max_order + 2)
 
-    def combine(s_xK: np.ndarray) -> np.ndarray:
-        num, den = s_xK[..., :max_order], s_xK[..., max_order:2 * max_order]
-        hyp, ref = s_xK[..., -2], s_xK[..., -1]
+    def combine(s_xF: np.ndarray) -> np.ndarray:
+        num, den = s_xF[..., :max_order], s_xF[..., max_order:2 * max_order]
+        hyp, ref = s_xF[..., -2], s_xF[..., -1]
         with np.errstate(divide="ignore", invalid="ignore"):
             log_p = np.where(num > 0, np.log(np.maximum(num, 1e-300) / den), _LOG_TINY)
             bp = np.where(hyp > ref, 1.0, np.where(hyp == 0, 0.0, np.exp(1.0 - ref / np.maximum(hyp, 1e-300))))

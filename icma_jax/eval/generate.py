@@ -121,7 +121,7 @@ def _sample_loop(params, lora, tokens_BxP, mask_BxP, key, *, module: CausalLM, g
     n, v = gen.max_new_tokens, module.config.vocab_size
     prefill, decode = _prefill_and_step(module, params, lora)
     logits_BxPxV, cache = prefill(tokens_BxP, mask_BxP, init_cache(module.config, b, p + n))
-    eos_E = jnp.asarray(eos_ids, jnp.int32)
+    eos = jnp.asarray(eos_ids, jnp.int32)
     proc = functools.partial(process_logits, sample=not gen.greedy, temperature=gen.temperature, top_k=gen.top_k,
                              top_p=gen.top_p, penalty=gen.repetition_penalty)
 
@@ -135,7 +135,7 @@ def _sample_loop(params, lora, tokens_BxP, mask_BxP, key, *, module: CausalLM, g
         tok_B = jnp.where(done_B, pad_id, tok_B)
         out_BxU = out_BxU.at[:, step].set(tok_B)
         seen_BxV = seen_BxV.at[jnp.arange(b), tok_B].set(True)
-        done_B = done_B | jnp.any(tok_B[:, None] == eos_E[None, :], axis=-1)
+        done_B = done_B | jnp.any(tok_B[:, None] == eos[None, :], axis=-1)
         logits_Bx1xV, cache = decode(tok_B[:, None], jnp.ones((b, 1), jnp.int32), cache)
         return step + 1, cache, logits_Bx1xV[:, 0], seen_BxV, out_BxU, done_B
 

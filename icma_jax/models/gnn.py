@@ -6,7 +6,7 @@ the layers adds self-loops (bond type 4), messages h_j + emb(bond type) + emb(bo
 aggregation at the receiver, MLP D->2D->D, BatchNorm (running statistics in `batch_stats`), ReLU +
 dropout except after the last layer; JK=last; graph embedding = mean over the graph's nodes.
 Parameter names follow the PyTorch `GNN` class.
-Legend: N nodes, E edges, G graphs, D width.
+Dims (package legend): N nodes, E edges, G graphs, D width.
 """
 
 import pathlib

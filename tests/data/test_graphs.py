@@ -49,7 +49,7 @@ def test_charged_salt_with_fragments():
 
 
 def _extra(g, name):
-    return g.extras_NxK[:, [n for n, _ in G.ATOM_EXTRAS].index(name)]
+    return g.extras_NxF[:, [n for n, _ in G.ATOM_EXTRAS].index(name)]
 
 
 def test_charge_and_hydrogens_tell_acetic_acid_from_acetate():
@@ -72,7 +72,7 @@ def test_ring_aromatic_degree_and_hybridization_of_phenol_and_acetonitrile():
     np.testing.assert_array_equal(_extra(phenol, "degree"), [2] * 5 + [3, 1])  # heavy neighbours
     np.testing.assert_array_equal(_extra(nitrile, "hybridization"), [3, 1, 1])  # sp3, sp, sp
     np.testing.assert_array_equal(_extra(G.featurize("FS(F)(F)(F)(F)F"), "hybridization"), [3, 4, 3, 3, 3, 3, 3])
-    assert all((phenol.extras_NxK[:, k] < size).all() for k, (_, size) in enumerate(G.ATOM_EXTRAS))
+    assert all((phenol.extras_NxF[:, k] < size).all() for k, (_, size) in enumerate(G.ATOM_EXTRAS))
 
 
 def test_isotope_and_dummy_atom():
@@ -99,7 +99,7 @@ def test_padding_round_trip():
     mask = jraph.get_graph_padding_mask(batch)
     assert mask.sum() == len(graphs)
     for a, b in zip(G.unbatch_graphs(batch), graphs, strict=True):
-        for f in ("atom_type_N", "chirality_N", "senders_E", "receivers_E", "bond_type_E", "bond_dir_E", "extras_NxK"):
+        for f in ("atom_type_N", "chirality_N", "senders_E", "receivers_E", "bond_type_E", "bond_dir_E", "extras_NxF"):
             np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
 
 

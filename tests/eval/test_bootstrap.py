@@ -44,7 +44,7 @@ def test_bleu_of_every_resample_is_nltk_corpus_bleu_of_the_drawn_rows(chebi_slic
     counts = resample_counts(len(refs), resamples=12, seed=3)
     for order, weights in ((2, (0.5, 0.5)), (4, (0.25,) * 4)):
         stats = bleu_stats(r_tok, h_tok, order)
-        got = stats.combine(counts @ stats.values_NxK)
+        got = stats.combine(counts @ stats.values_QxF)
         for row, value in zip(counts, got):
             drawn = np.repeat(np.arange(len(refs)), row.astype(int))
             assert value == pytest.approx(corpus_bleu_score([r_tok[i] for i in drawn], [h_tok[i] for i in drawn],

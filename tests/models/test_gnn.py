@@ -140,7 +140,7 @@ def test_padding_and_permutation_invariance():
     inv = np.argsort(perm)
     permuted = type(g)(atom_type_N=g.atom_type_N[perm], chirality_N=g.chirality_N[perm],
                        senders_E=inv[g.senders_E].astype(np.int32), receivers_E=inv[g.receivers_E].astype(np.int32),
-                       bond_type_E=g.bond_type_E, bond_dir_E=g.bond_dir_E, extras_NxK=g.extras_NxK[perm])
+                       bond_type_E=g.bond_type_E, bond_dir_E=g.bond_dir_E, extras_NxF=g.extras_NxF[perm])
     _, g_perm = _apply_eval(variables, batch_graphs([graphs[0], permuted, graphs[2]], budget))  # same shapes
     np.testing.assert_allclose(np.asarray(g_perm)[1], np.asarray(g_small)[1], atol=1e-5)
     assert not np.allclose(np.asarray(g_small)[0], np.asarray(g_small)[1])  # embeddings are not trivial
