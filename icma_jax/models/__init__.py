@@ -5,14 +5,7 @@ Modules: `config` (LMConfig, LoraConfig), `transformer` (CausalLM, KV cache), `l
 `lora` (init, merge), `peft` (PEFT directories), `loading` / `registry` / `hf_weights` / `gguf_weights` /
 `tokenizer` (checkpoints), `gnn` (the molecule encoder).
 
-Dimension legend (one for the whole package; a tensor's name ends in its shape, e.g. `h_BxLxD`):
-B batch rows · L tokens of a row (the token axis everywhere; in a cached call, the tokens fed in) ·
-S key positions / KV-cache slots · W head (target) positions of a row · P prompt bucket · U generated tokens ·
-V vocabulary · D model width · F feed-forward width · I, O input / output features of a linear ·
-R LoRA rank · T = B L tokens of a batch flattened · Z layers · A query heads · K kv heads ·
-J = A/K query heads per kv head · M = L J grouped query rows · H head dim · Y micro-batches ·
-X beams · C beam candidates (2X) · N graph nodes · E graph edges · G graphs. Digits are literal sizes
-(`seed_2`, `logits_Bx1xV`).
+Tensor names end in their shape, in the package's dimension legend (the `icma_jax` docstring).
 """
 
 # Configuration
