@@ -31,7 +31,7 @@ def test_study_presets():
     assert (run.model.name, run.model.finetune, run.data.task) == ("smollm2-135m", "lora", "mol2cap")
     assert (run.data.database_split, run.data.train_split) == ("validation", "validation")
     assert run.selection.n_examples == 2 and run.selection.strategy == "random_walk" and run.prompt.cutoff_len >= 1536
-    assert tuple(cpu.study.variants) == VARIANTS and cpu.study.test_sample == 200
+    assert tuple(cpu.study.variants) == VARIANTS and cpu.study.test_sample == 100
     for task in ("mol2cap", "cap2mol"):
         g = cfg_lib.load_config_file(f"{CONFIG}:galactica-125m,task={task}")
         grun = cfg_lib.from_config_dict(g.run)
