@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -23,7 +23,7 @@ from icma_jax.data.records import Split
 from icma_jax.eval import baselines
 from icma_jax.eval import metrics as metrics_lib
 from icma_jax.eval.answer import extract_answer
-from icma_jax.eval.generate import GenerationConfig, decoding_layout, generate_tokens
+from icma_jax.eval.generate import GenerationConfig, decoding_layout, generate_tokens, length_batches
 from icma_jax.models.transformer import build_model
 from icma_jax.progress import Stage, track
 from icma_jax.retrieval import SelectionConfig
@@ -89,39 +89,49 @@ def _prompt_ids(p: EvalPlan, database: Split, queries: Split, neighbours, tokeni
     return out, report
 
 
+class Decoded(NamedTuple):
+    """One prompt's continuation: new token ids up to EOS, their text, whether EOS ended them, and the
+    sampling seed of its batch."""
+
+    tokens: list[int]
+    text: str
+    stopped: bool
+    seed: int
+
+
 def generate_answers(p: EvalPlan, module, params, lora_params, tokenizer, prompt_ids: list[np.ndarray]
                      ) -> tuple[list[str], int]:
     """Extracted answers for every prompt, in order, and how many of them `max_new_tokens` cut
     (`baselines.answer_cut`)."""
     module, params = decoding_layout(module, params, lora_params)  # one weight copy (LoRA merged), not one per batch
     answers, n_cut = [], 0
-    for _, text, stopped in decode_rows(p, module, params, tokenizer, prompt_ids):
-        answers.append(extract_answer(p.task, text, first_line=p.first_line))
-        n_cut += baselines.answer_cut(p.task, text, stopped=stopped, first_line=p.first_line)
+    for d in decode_rows(p, module, params, tokenizer, prompt_ids):
+        answers.append(extract_answer(p.task, d.text, first_line=p.first_line))
+        n_cut += baselines.answer_cut(p.task, d.text, stopped=d.stopped, first_line=p.first_line)
     return answers, n_cut
 
 
-def decode_rows(p: EvalPlan, module, params, tokenizer, prompt_ids: list[np.ndarray]
-                ) -> list[tuple[list[int], str, bool]]:
-    """Per prompt, in order: (new token ids up to EOS, their text, whether EOS ended them); `module, params`
-    in `decoding_layout`. Batches have one fixed shape (one compile); batch k's seed is the plan's + its first
-    row. Rows past the end of the last batch repeat its first prompt; their outputs are discarded."""
+def decode_rows(p: EvalPlan, module, params, tokenizer, prompt_ids: list[np.ndarray]) -> list[Decoded]:
+    """Every prompt's `Decoded`, in the order given; `module, params` in `decoding_layout`. Prompts are
+    batched longest first, each batch padded to its own `prompt_bucket` (one compile per bucket); batch k of
+    that order samples with the plan's seed + k * batch_size. Rows past the end of the last batch repeat its
+    first prompt; their outputs are discarded."""
     bs = p.batch_size
-    length = int(np.ceil(max(len(ids) for ids in prompt_ids) / 64) * 64)  # few distinct shapes across runs
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos_ids = tuple(sorted({tokenizer.eos_token_id, *module.config.eos_token_ids} - {None}))
-    out = []
+    out: list[Decoded | None] = [None] * len(prompt_ids)
     stage = Stage("generation", total=len(prompt_ids), unit="prompt", quiet=jax.process_index() != 0)
-    for start in range(0, len(prompt_ids), bs):
-        chunk = list(prompt_ids[start:start + bs])
+    for k, (rows, length) in enumerate(length_batches([len(ids) for ids in prompt_ids], bs)):
+        chunk = [prompt_ids[r] for r in rows]
         batch = pad_prompts(chunk + [chunk[0]] * (bs - len(chunk)), length, bs, pad_id)
-        gen = dataclasses.replace(p.generation, seed=p.generation.seed + start)
+        gen = dataclasses.replace(p.generation, seed=p.generation.seed + k * bs)
         out_BxU = generate_tokens(module, params, batch.tokens_BxL, batch.segment_ids_BxL, gen, eos_ids=eos_ids,
                                   pad_id=pad_id)
-        for row in out_BxU[:len(chunk)]:
+        for r, row in zip(rows, out_BxU):
             ids = row.tolist()
             cut = next((i for i, t in enumerate(ids) if t in eos_ids), len(ids))
-            out.append((ids[:cut], tokenizer.decode(ids[:cut], skip_special_tokens=True), cut < len(ids)))
+            out[r] = Decoded(ids[:cut], tokenizer.decode(ids[:cut], skip_special_tokens=True), cut < len(ids),
+                             gen.seed)
         stage.update(len(chunk))
     stage.close()
     return out

@@ -114,20 +114,18 @@ class Predictor:
             used.append([int(i) for i in rows[:kept]])
         decoded = evaluate.decode_rows(p, self.module, self.params, self.tokenizer, ids)
         out = []
-        for i, (q, prompt, rows, score_of, (tokens, text, stopped)) in enumerate(
-                zip(queries, ids, used, scores, decoded)):
+        for q, prompt, rows, score_of, d in zip(queries, ids, used, scores, decoded):
             examples = tuple(ContextExample(int(self.database.records[r].cid), self.database.records[r].smiles,
                                             self.database.records[r].text, float(score_of.get(r, np.nan)))
                              for r in rows)
-            seed = None if p.generation.greedy else p.generation.seed + i // p.batch_size * p.batch_size
-            answer = extract_answer(task, text, first_line=p.first_line)
+            answer = extract_answer(task, d.text, first_line=p.first_line)
             chem = {}
             if task == "cap2mol":
                 mol = try_parse(answer)
                 chem = dict(valid=mol is not None, canonical=Chem.MolToSmiles(mol) if mol is not None else None,
                             inchikey=inchi_key_of_mol(mol))
-            out.append(Prediction(task, q, answer, examples, tuple(int(t) for t in prompt), tuple(tokens),
-                                  not stopped, seed, **chem))
+            out.append(Prediction(task, q, answer, examples, tuple(int(t) for t in prompt), tuple(d.tokens),
+                                  not d.stopped, None if p.generation.greedy else d.seed, **chem))
         return out
 
 
