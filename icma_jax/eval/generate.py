@@ -179,12 +179,11 @@ def pad_left(ids: Sequence[Sequence[int]], pad_id: int, bucket: int) -> tuple[np
 
 def prompt_bucket(n: int, smallest: int = 64) -> int:
     """The padded length for a batch whose longest prompt has `n` tokens: the first of `smallest` x
-    1, 1.5, 2, 3, 4, 6, ... that holds it. Two shapes per doubling keep compiles few and padding under 50%."""
-    size, grow = smallest, (1.5, 4 / 3)
-    i = 0
+    1, 1.5, 2, 3, 4, 6, ... that holds it (`smallest` even). Two shapes per doubling keep compiles few and
+    padding under 50%."""
+    size, base = smallest, smallest
     while size < n:
-        size = int(size * grow[i % 2])
-        i += 1
+        size, base = (base * 3 // 2, base) if size == base else (2 * base, 2 * base)
     return size
 
 
@@ -196,13 +195,10 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[tuple[np.nda
             for rows in (order[i:i + batch_size] for i in range(0, len(order), batch_size))]
 
 
-def _cut(ids: np.ndarray, eos_ids: Sequence[int]) -> list[int]:
-    out = []
-    for t in ids.tolist():
-        if t in eos_ids:
-            break
-        out.append(t)
-    return out
+def cut_at_eos(row: np.ndarray, eos_ids: Sequence[int]) -> tuple[list[int], bool]:
+    """A row of `generate_tokens` up to its first EOS (excluded), and whether an EOS ended it."""
+    hits = np.flatnonzero(np.isin(row, np.asarray(eos_ids, row.dtype)))
+    return row[:hits[0] if hits.size else len(row)].tolist(), bool(hits.size)
 
 
 def generate(loaded: Any, prompts: Sequence[str] | Sequence[Sequence[int]], gen: GenerationConfig,
@@ -219,4 +215,4 @@ def generate(loaded: Any, prompts: Sequence[str] | Sequence[Sequence[int]], gen:
     tokens, mask = pad_left(ids, pad_id, gen.length_bucket)
     out = generate_tokens(module, loaded.params, tokens, mask, gen, eos_ids=eos_ids, pad_id=pad_id,
                           lora_params=lora_params)
-    return [tok.decode(_cut(row, eos_ids), skip_special_tokens=True) for row in out]
+    return [tok.decode(cut_at_eos(row, eos_ids)[0], skip_special_tokens=True) for row in out]

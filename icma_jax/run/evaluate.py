@@ -23,7 +23,8 @@ from icma_jax.data.records import Split
 from icma_jax.eval import baselines
 from icma_jax.eval import metrics as metrics_lib
 from icma_jax.eval.answer import extract_answer
-from icma_jax.eval.generate import GenerationConfig, decoding_layout, generate_tokens, length_batches
+from icma_jax.eval.generate import (GenerationConfig, cut_at_eos, decoding_layout, generate_tokens,
+                                    length_batches)
 from icma_jax.models.transformer import build_model
 from icma_jax.progress import Stage, track
 from icma_jax.retrieval import SelectionConfig
@@ -128,10 +129,8 @@ def decode_rows(p: EvalPlan, module, params, tokenizer, prompt_ids: list[np.ndar
         out_BxU = generate_tokens(module, params, batch.tokens_BxL, batch.segment_ids_BxL, gen, eos_ids=eos_ids,
                                   pad_id=pad_id)
         for r, row in zip(rows, out_BxU):
-            ids = row.tolist()
-            cut = next((i for i, t in enumerate(ids) if t in eos_ids), len(ids))
-            out[r] = Decoded(ids[:cut], tokenizer.decode(ids[:cut], skip_special_tokens=True), cut < len(ids),
-                             gen.seed)
+            tokens, stopped = cut_at_eos(row, eos_ids)
+            out[r] = Decoded(tokens, tokenizer.decode(tokens, skip_special_tokens=True), stopped, gen.seed)
         stage.update(len(chunk))
     stage.close()
     return out
